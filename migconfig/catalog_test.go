@@ -644,7 +644,7 @@ func TestCompareModels(t *testing.T) {
 			slices.Reverse(p.Placements)
 		}, nil},
 		{"several differences come in a fixed order", "h200", func(m *migconfig.GPUModel) {
-			m.MemoryMiB = 143771
+			m.MemoryMiB = 143360
 			m.Profiles = slices.DeleteFunc(m.Profiles, func(p migconfig.Profile) bool { return p.ID == 20 })
 			for i := range m.Profiles {
 				switch m.Profiles[i].ID {
@@ -660,7 +660,7 @@ func TestCompareModels(t *testing.T) {
 			}
 			slices.Reverse(m.Profiles)
 		}, []string{
-			"memory MiB: built-in 143104, observed 143771",
+			"memory MiB: built-in 143771, observed 143360",
 			"profile ID 0 (7g.141gb): index: built-in 4, observed 5",
 			"profile ID 0 (7g.141gb): max count: built-in 1, observed 2",
 			"profile ID 5 (4g.71gb): compute slices: built-in 4, observed 3",

@@ -38,6 +38,18 @@ func (k OpKind) String() string {
 // MarshalText makes the kind print as its name in JSON and YAML.
 func (k OpKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 
+// UnmarshalText reads a kind from its name, so printed plans can be read
+// back.
+func (k *OpKind) UnmarshalText(text []byte) error {
+	for _, c := range []OpKind{OpSetMigMode, OpDestroyInstance, OpCreateInstance} {
+		if string(text) == c.String() {
+			*k = c
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown op kind %q: want set-mig-mode, destroy or create", text)
+}
+
 // Op is one step of applying a layout to a GPU.
 type Op struct {
 	// Kind is what the op does.
