@@ -27,7 +27,7 @@ demo: build ## run the demo on a simulated 8x A100-80GB node
 	$(BIN)/tessera demo
 
 bench: ## run the benchmarks and print the apply report (incremental vs full wipe)
-	$(GO) test -run '^TestReport$$' -v ./bench/migapply/ | grep '|'
+	$(GO) test -run '^TestReport$$' -v ./gpu/sim/applycost/ | grep '|'
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 fuzz: ## fuzz the layout-file parser for $(FUZZTIME)

@@ -1,6 +1,7 @@
 package migconfig
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 )
@@ -69,6 +70,19 @@ type Op struct {
 	ProfileName string `json:"profileName,omitempty"`
 	// Busy marks a destroy of an instance that has processes on it.
 	Busy bool `json:"busy,omitempty"`
+}
+
+// MarshalJSON leaves the instance out of a mode change, which has none (a
+// zero instance would read as profile ID 0, the 7g profile).
+func (o Op) MarshalJSON() ([]byte, error) {
+	type plain Op
+	if o.Kind != OpSetMigMode {
+		return json.Marshal(plain(o))
+	}
+	return json.Marshal(struct {
+		plain
+		Instance *Instance `json:"instance,omitempty"`
+	}{plain: plain(o)})
 }
 
 // String describes the op in one line, for plans and logs.

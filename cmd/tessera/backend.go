@@ -18,14 +18,16 @@ import (
 // backend is the node a command acts on: the real GPUs through NVML, or a
 // simulated node whose state may live in a file between invocations.
 type backend struct {
+	// cat is the catalog to plan with: for NVML, the built-in one with
+	// every model on the node replaced by the table NVML reports.
+	cat       *migconfig.Catalog
 	node      *gpu.Node
 	sim       *sim.Node // nil for NVML
 	statePath string    // where the simulated state is saved; "" for none
 }
 
 // backendHelp documents --backend for every command that takes it.
-const backendHelp = `where the GPUs are: "nvml" (this machine's GPUs) or "sim:MODEL[:COUNT]", a
-simulated node (MODEL one of %s)`
+const backendHelp = `where the GPUs are: "nvml" (this machine's GPUs) or "sim:MODEL[:COUNT]", a simulated node (MODEL one of %s)`
 
 func backendUsage(cat *migconfig.Catalog) string {
 	return fmt.Sprintf(backendHelp, strings.Join(cat.Keys(), ", "))
@@ -35,17 +37,28 @@ func backendUsage(cat *migconfig.Catalog) string {
 // statePath, the state is loaded from the file when it exists (and must be
 // of the same model), and saved back by close.
 func openBackend(ctx context.Context, cat *migconfig.Catalog, spec, statePath string, log *slog.Logger) (*backend, error) {
-	b := &backend{statePath: statePath}
+	b := &backend{statePath: statePath, cat: cat}
 	switch {
 	case spec == "nvml":
 		if statePath != "" {
 			return nil, fmt.Errorf("--sim-state applies only to a sim: backend")
 		}
-		node, err := gpu.Open(ctx, gpu.NewNVML(), gpu.Options{Catalog: cat, Logger: log})
+		lib := gpu.NewNVML()
+		node, err := gpu.Open(ctx, lib, gpu.Options{Catalog: cat, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("backend nvml: %w (is the NVIDIA driver loaded? for simulated GPUs use --backend sim:a100-80gb:8)", err)
 		}
-		b.node = node
+		// The profile tables NVML reports win over the built-in ones;
+		// EffectiveCatalog logs every difference.
+		effective, _, err := node.EffectiveCatalog(ctx)
+		node.Close()
+		if err != nil {
+			return nil, fmt.Errorf("backend nvml: %w", err)
+		}
+		if node, err = gpu.Open(ctx, lib, gpu.Options{Catalog: effective, Logger: log}); err != nil {
+			return nil, fmt.Errorf("backend nvml: %w", err)
+		}
+		b.node, b.cat = node, effective
 		return b, nil
 	case strings.HasPrefix(spec, "sim:"):
 		s, err := openSim(cat, strings.TrimPrefix(spec, "sim:"), statePath)

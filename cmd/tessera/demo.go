@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"github.com/tessera-gpu/tessera/bench/migapply"
+	"github.com/tessera-gpu/tessera/gpu/sim/applycost"
 	"github.com/tessera-gpu/tessera/gpu"
 	"github.com/tessera-gpu/tessera/gpu/sim"
 	"github.com/tessera-gpu/tessera/migconfig"
@@ -31,20 +31,18 @@ mig-configs:
 `
 
 func newDemoCommand() *cobra.Command {
-	var model string
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Show incremental MIG layout changes on a simulated node",
-		Long: `Run Tessera on a simulated 8-GPU node (no GPU needed): apply NVIDIA's
+		Long: `Run Tessera on a simulated node of 8× A100-80GB (no GPU needed): apply NVIDIA's
 all-balanced layout, change one GPU and show that only that GPU's changed
 instances are touched, compare the NVML calls with mig-parted's full wipe,
 and show a busy slice being held back and applied once its process ends.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDemo(cmd.Context(), cmd.OutOrStdout(), model)
+			return runDemo(cmd.Context(), cmd.OutOrStdout(), "a100-80gb")
 		},
 	}
-	cmd.Flags().StringVar(&model, "model", "a100-80gb", "simulated GPU model")
 	return cmd
 }
 
@@ -145,7 +143,7 @@ func runDemo(ctx context.Context, w io.Writer, modelKey string) error {
 	if err != nil {
 		return err
 	}
-	wipe, err := migapply.FullWipe(cat, state, desired)
+	wipe, err := applycost.FullWipe(cat, state, desired)
 	if err != nil {
 		return err
 	}
@@ -164,7 +162,7 @@ func runDemo(ctx context.Context, w io.Writer, modelKey string) error {
 		return err
 	}
 	fmt.Fprintf(w, "\nuntouched instances (same MIG device UUIDs): %d of %d\n",
-		migapply.Untouched(before, after), countInstances(before))
+		applycost.Untouched(before, after), countInstances(before))
 
 	d.title("A busy slice is never destroyed: GPU 5's 3g.40gb runs a process, GPU 5 becomes 7×1g.10gb")
 	pid, err := startOn(s, after, 5, "3g.40gb", m)

@@ -44,6 +44,7 @@ func TestUsageErrors(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"nope"}, exitUsage, "unknown command"},
+		{[]string{"mig", "bogus"}, exitUsage, `unknown command "bogus" for "tessera mig"`},
 		{[]string{"mig", "apply", "--no-such-flag"}, exitUsage, "unknown flag"},
 		{[]string{"mig", "plan", "-c", "all-balanced", "--backend", "gpu:9"}, exitError, `unknown backend "gpu:9"`},
 		{[]string{"mig", "plan", "-c", "all-balanced", "--backend", "sim:a200:8"}, exitError, "a200"},
@@ -260,6 +261,59 @@ func migUUIDOf(t *testing.T, flags []string, gpuIndex int, profile string) strin
 	}
 	t.Fatalf("gpu %d has no %s", gpuIndex, profile)
 	return ""
+}
+
+// TestBadOutputFormatChangesNothing checks that -o is refused before the
+// node is touched.
+func TestBadOutputFormatChangesNothing(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "node.json")
+	flags := []string{"--backend", "sim:a100-80gb:2", "--sim-state", state}
+	for _, args := range [][]string{
+		{"mig", "apply", "-c", "all-balanced", "-o", "bogus"},
+		{"mig", "apply", "-c", "all-balanced"}, // with TESSERA_OUTPUT below
+	} {
+		t.Setenv("TESSERA_OUTPUT", "xml")
+		code, _, stderr := tessera(t, append(args, flags...)...)
+		if code != exitUsage || !strings.Contains(stderr, "unknown output format") {
+			t.Fatalf("%v: code %d, stderr %q", args, code, stderr)
+		}
+	}
+	t.Setenv("TESSERA_OUTPUT", "")
+	os.Unsetenv("TESSERA_OUTPUT")
+	if code, _, _ := tessera(t, append([]string{"mig", "assert", "-c", "all-disabled"}, flags...)...); code != exitOK {
+		t.Fatalf("the node was changed by a refused command")
+	}
+}
+
+func TestStructuredOutput(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "node.json")
+	flags := []string{"--backend", "sim:h100-80gb:2", "--sim-state", state}
+	code, out, _ := tessera(t, append([]string{"mig", "plan", "-c", "all-balanced", "-o", "json"}, flags...)...)
+	if code != exitOK {
+		t.Fatalf("plan: code %d", code)
+	}
+	var v struct {
+		Ops []map[string]any `json:"ops"`
+	}
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Ops) == 0 || v.Ops[0]["kind"] != "set-mig-mode" {
+		t.Fatalf("first op of enabling MIG is not a mode change: %s", out)
+	}
+	if _, ok := v.Ops[0]["instance"]; ok {
+		t.Errorf("a mode change carries an instance: %v", v.Ops[0])
+	}
+	if _, ok := v.Ops[1]["instance"]; !ok {
+		t.Errorf("a create carries no instance: %v", v.Ops[1])
+	}
+	if code, _, _ := tessera(t, append([]string{"mig", "apply", "-c", "all-balanced"}, flags...)...); code != exitOK {
+		t.Fatal("apply failed")
+	}
+	code, out, _ = tessera(t, append([]string{"mig", "assert", "-c", "all-balanced", "-o", "yaml"}, flags...)...)
+	if code != exitOK || !strings.Contains(out, "config: all-balanced") || !strings.Contains(out, "ops: []") {
+		t.Fatalf("assert -o yaml on a matching node: code %d, out %q", code, out)
+	}
 }
 
 func TestEnvironmentTwins(t *testing.T) {

@@ -45,6 +45,19 @@ layout (assert) or part of the layout was held back (apply).`,
   tessera mig assert -c all-balanced
   tessera mig export -o yaml`,
 	}
+	cmd.Args = cobra.NoArgs
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	cmd.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if err := applyEnv(cmd.Flags()); err != nil {
+			return withStatus(exitUsage, err)
+		}
+		switch o.output {
+		case "", "table", "json", "yaml":
+			return nil
+		default:
+			return withStatus(exitUsage, fmt.Errorf("unknown output format %q: want table, json or yaml", o.output))
+		}
+	}
 	pf := cmd.PersistentFlags()
 	pf.StringVarP(&o.configFile, "config-file", "f", "", `layout file in mig-parted's format ("-" for standard input; default: the built-in layouts)`)
 	pf.StringVarP(&o.selected, "selected-config", "c", "", "name of the layout in the file to use (optional if the file has only one)")
@@ -141,10 +154,10 @@ func (o *migOptions) loadTarget(ctx context.Context, cmd *cobra.Command, cat *mi
 	if t.state, err = b.node.Snapshot(ctx); err != nil {
 		return fail(err)
 	}
-	if t.desired, err = f.Resolve(cat, config, t.state); err != nil {
+	if t.desired, err = f.Resolve(b.cat, config, t.state); err != nil {
 		return fail(err)
 	}
-	if t.ops, err = migconfig.DiffNode(cat, t.state, t.desired); err != nil {
+	if t.ops, err = migconfig.DiffNode(b.cat, t.state, t.desired); err != nil {
 		return fail(err)
 	}
 	return t, nil
@@ -190,7 +203,7 @@ whether it fits each of them); nothing is changed.`,
 				if err != nil {
 					return err
 				}
-				desired, err := f.Resolve(cat, config, state)
+				desired, err := f.Resolve(b.cat, config, state)
 				if err != nil {
 					return err
 				}
@@ -372,8 +385,9 @@ and the differences are printed as the operations that would fix them.`,
 			if len(t.ops) == 0 {
 				if o.output == "" || o.output == "table" {
 					fmt.Fprintf(cmd.OutOrStdout(), "layout %q is applied\n", t.config)
+					return nil
 				}
-				return nil
+				return writeStructured(cmd.OutOrStdout(), o.output, planView{Config: t.config, Ops: []migconfig.Op{}})
 			}
 			if err := printPlan(cmd.OutOrStdout(), o.output, t, true); err != nil {
 				return err
@@ -405,16 +419,16 @@ reproduces the exact layout. -o table prints the node as a table instead.`,
 			out := cmd.OutOrStdout()
 			switch o.output {
 			case "table":
-				return printNode(out, cat, state)
+				return printNode(out, b.cat, state)
 			case "", "yaml":
-				data, err := migconfig.Export(cat, state, label).MarshalYAML()
+				data, err := migconfig.Export(b.cat, state, label).MarshalYAML()
 				if err != nil {
 					return err
 				}
 				_, err = out.Write(data)
 				return err
 			case "json":
-				data, err := migconfig.Export(cat, state, label).MarshalJSON()
+				data, err := migconfig.Export(b.cat, state, label).MarshalJSON()
 				if err != nil {
 					return err
 				}

@@ -1,4 +1,4 @@
-package migapply
+package applycost
 
 import (
 	"context"

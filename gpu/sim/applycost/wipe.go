@@ -1,7 +1,7 @@
-// Package migapply measures how layouts are applied: Tessera's incremental
+// Package applycost measures how layouts are applied: Tessera's incremental
 // Diff against the full wipe that NVIDIA's mig-parted performs, counted in
 // NVML mutating calls and destroyed instances on simulated GPUs.
-package migapply
+package applycost
 
 import (
 	"fmt"
