@@ -8,9 +8,9 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"github.com/tessera-gpu/tessera/gpu/sim/applycost"
 	"github.com/tessera-gpu/tessera/gpu"
 	"github.com/tessera-gpu/tessera/gpu/sim"
+	"github.com/tessera-gpu/tessera/gpu/sim/applycost"
 	"github.com/tessera-gpu/tessera/migconfig"
 )
 
