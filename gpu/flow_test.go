@@ -77,6 +77,16 @@ func (f *flow) apply(config string) (gpu.ApplyResult, error) {
 	return f.node.Apply(context.Background(), ops, gpu.ApplyOptions{})
 }
 
+// gpuOf returns GPU i of a fresh snapshot.
+func (f *flow) gpuOf(i int) migconfig.GPUState {
+	f.t.Helper()
+	state, err := f.node.Snapshot(context.Background())
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return state.GPUs[i]
+}
+
 // converged fails the test unless the node matches config.
 func (f *flow) converged(config string) {
 	f.t.Helper()
@@ -176,10 +186,30 @@ func TestFaultMidApplyConverges(t *testing.T) {
 					}
 					target := allOneG(t, f)
 					f.sim.InjectFault(sim.Fault{Call: call, Nth: nth, Return: nvml.ERROR_UNKNOWN})
-					_, err := f.apply(target)
+					res, err := f.apply(target)
 					var opErr *gpu.OpError
 					if !errors.As(err, &opErr) {
 						t.Fatalf("apply with a fault on %s #%d: err = %v, want an *gpu.OpError", call, nth, err)
+					}
+					// The failure is GPU-local: the failing GPU stops
+					// there, every other GPU reaches the target.
+					failed := opErr.Op.GPU
+					if len(res.Failed) != 1 || res.Failed[0].Op.GPU != failed {
+						t.Errorf("failed ops %+v, want one on gpu %d", res.Failed, failed)
+					}
+					for _, sk := range res.Skipped {
+						if sk.Op.GPU != failed {
+							t.Errorf("skipped op on gpu %d, which did not fail: %s", sk.Op.GPU, sk.Op)
+						}
+					}
+					_, left := f.plan(target)
+					if len(left) == 0 {
+						t.Errorf("nothing left to do after a failure on gpu %d", failed)
+					}
+					for _, op := range left {
+						if op.GPU != failed {
+							t.Errorf("gpu %d was not brought to %s after gpu %d failed: %s", op.GPU, target, failed, op)
+						}
 					}
 					msg := err.Error()
 					for _, want := range []string{fmt.Sprintf("gpu %d", opErr.Op.GPU), "ERROR_UNKNOWN (999)"} {
@@ -191,7 +221,7 @@ func TestFaultMidApplyConverges(t *testing.T) {
 						t.Errorf("error does not unwrap to the NVML code: %v", err)
 					}
 					// The next pass finishes the job.
-					res, err := f.apply(target)
+					res, err = f.apply(target)
 					if err != nil {
 						t.Fatalf("second apply: %v", err)
 					}
@@ -333,4 +363,183 @@ func hasMIGDevice(s migconfig.NodeState, uuid string) bool {
 		}
 	}
 	return false
+}
+
+// TestBusyGPUModeChangeHeldBack is the reviewer's repro of MIG mode
+// changes on busy GPUs: the busy GPU's change is held back, the other GPU
+// is applied, and the rest follows once the process ends.
+func TestBusyGPUModeChangeHeldBack(t *testing.T) {
+	t.Run("disable with a busy instance", func(t *testing.T) {
+		f := newFlow(t, "h100-80gb:2")
+		if _, err := f.apply("all-balanced"); err != nil {
+			t.Fatal(err)
+		}
+		var uuid string
+		for _, in := range f.gpuOf(0).Instances {
+			if p, _ := f.model.ProfileByID(in.Profile); p.ComputeSlices == 3 {
+				uuid = in.ComputeInstances[0].UUID
+			}
+		}
+		if uuid == "" {
+			t.Fatal("all-balanced has no 3g instance on gpu 0")
+		}
+		pid, err := f.sim.StartProcess(uuid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ops := f.plan("all-disabled")
+		if _, held := migconfig.HoldBack(ops); len(held) != 2 || held[1].Kind != migconfig.OpSetMigMode || held[1].GPU != 0 {
+			t.Errorf("plan holds back %s, want gpu 0's busy destroy and its disable", migconfig.FormatOps(held))
+		}
+		res, err := f.node.Apply(context.Background(), ops, gpu.ApplyOptions{})
+		if err != nil {
+			t.Fatalf("apply all-disabled: %v\n%s", err, res)
+		}
+		if g := f.gpuOf(1); g.Mig.Current || g.Mig.Pending || len(g.Instances) != 0 {
+			t.Errorf("gpu 1 not disabled: mode %+v, instances %d", g.Mig, len(g.Instances))
+		}
+		if len(res.HeldBack) != 2 || res.HeldBack[1].Op.Kind != migconfig.OpSetMigMode {
+			t.Fatalf("held back:\n%s", res)
+		}
+		for _, h := range res.HeldBack {
+			if h.Op.GPU != 0 {
+				t.Errorf("held back on gpu %d: %s", h.Op.GPU, h.Op)
+			}
+		}
+		g := f.gpuOf(0)
+		if !g.Mig.Current || len(g.Instances) != 1 || !hasMIGDevice(migconfig.NodeState{GPUs: []migconfig.GPUState{g}}, uuid) {
+			t.Errorf("gpu 0: mode %+v, instances %v; want MIG on with only the busy instance", g.Mig, g.Instances)
+		}
+		if err := f.sim.StopProcess(pid); err != nil {
+			t.Fatal(err)
+		}
+		if res, err := f.apply("all-disabled"); err != nil || len(res.HeldBack) != 0 {
+			t.Fatalf("after the process ended: %v\n%s", err, res)
+		}
+		f.converged("all-disabled")
+	})
+	t.Run("enable with a process on the GPU", func(t *testing.T) {
+		f := newFlow(t, "h100-80gb:2")
+		pid, err := f.sim.StartProcess(f.gpuOf(0).UUID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ops := f.plan("all-balanced")
+		run, held := migconfig.HoldBack(ops)
+		if len(held) == 0 || held[0].Kind != migconfig.OpSetMigMode {
+			t.Fatalf("plan holds back %s, want gpu 0's enable first", migconfig.FormatOps(held))
+		}
+		for _, op := range held {
+			if op.GPU != 0 {
+				t.Errorf("plan holds back gpu %d: %s", op.GPU, op)
+			}
+		}
+		for _, op := range run {
+			if op.GPU != 1 {
+				t.Errorf("plan runs gpu %d: %s", op.GPU, op)
+			}
+		}
+		res, err := f.node.Apply(context.Background(), ops, gpu.ApplyOptions{})
+		if err != nil {
+			t.Fatalf("apply all-balanced: %v\n%s", err, res)
+		}
+		if len(res.HeldBack) != len(held) || res.HeldBack[0].Op.Kind != migconfig.OpSetMigMode {
+			t.Errorf("held back:\n%s", res)
+		}
+		if g := f.gpuOf(0); g.Mig.Current || len(g.Instances) != 0 {
+			t.Errorf("gpu 0 changed: mode %+v", g.Mig)
+		}
+		_, left := f.plan("all-balanced")
+		for _, op := range left {
+			if op.GPU != 0 {
+				t.Errorf("gpu 1 was not brought to all-balanced: %s", op)
+			}
+		}
+		if err := f.sim.StopProcess(pid); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.apply("all-balanced"); err != nil {
+			t.Fatal(err)
+		}
+		f.converged("all-balanced")
+	})
+}
+
+// TestBusyMediaInstanceHeldBack is the reviewer's repro of held instances
+// that still count: a busy 1g.10gb+me that the layout moves stays, so the
+// new +me instance waits for it instead of failing the apply.
+func TestBusyMediaInstanceHeldBack(t *testing.T) {
+	f := newFlow(t, "a100-80gb:2")
+	me, _ := f.model.ProfileByName("1g.10gb+me")
+	twoG, _ := f.model.ProfileByName("2g.20gb")
+	state, _ := f.plan("all-disabled")
+	enable := map[int]migconfig.GPULayout{}
+	for _, g := range state.GPUs {
+		enable[g.Index] = migconfig.GPULayout{MigEnabled: true, Instances: []migconfig.Instance{{Profile: me.ID, Placement: migconfig.Placement{Start: 0, Size: 1}}}}
+	}
+	ops, err := migconfig.DiffNode(f.cat, state, enable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.node.Apply(context.Background(), ops, gpu.ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	state, _ = f.plan("all-disabled")
+	busy := state.GPUs[0].Instances[0]
+	pid, err := f.sim.StartProcess(busy.ComputeInstances[0].UUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desired := migconfig.GPULayout{MigEnabled: true, Instances: []migconfig.Instance{{Profile: twoG.ID}, {Profile: twoG.ID}, {Profile: twoG.ID}, {Profile: me.ID}}}
+	plan := func() []migconfig.Op {
+		state, _ := f.plan("all-disabled")
+		ops, err := migconfig.DiffNode(f.cat, state, map[int]migconfig.GPULayout{0: desired, 1: desired})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ops
+	}
+	ops = plan()
+	_, held := migconfig.HoldBack(ops)
+	heldMe := false
+	for _, op := range held {
+		if op.GPU != 0 {
+			t.Errorf("plan holds back gpu %d: %s", op.GPU, op)
+		}
+		heldMe = heldMe || (op.Kind == migconfig.OpCreateInstance && op.Instance.Profile == me.ID)
+	}
+	if !heldMe {
+		t.Errorf("plan runs gpu 0's +me create while the busy +me stays; held:\n%s", migconfig.FormatOps(held))
+	}
+	res, err := f.node.Apply(context.Background(), ops, gpu.ApplyOptions{})
+	if err != nil {
+		t.Fatalf("apply: %v\n%s", err, res)
+	}
+	var blocked bool
+	for _, h := range res.HeldBack {
+		if h.Op.GPU != 0 {
+			t.Errorf("held back on gpu %d: %s", h.Op.GPU, h.Op)
+		}
+		if h.Op.Kind == migconfig.OpCreateInstance && h.Op.Instance.Profile == me.ID {
+			blocked = strings.HasPrefix(h.Reason, "blocked by busy instance")
+		}
+	}
+	if !blocked {
+		t.Errorf("the +me create is not held back as blocked:\n%s", res)
+	}
+	if g := f.gpuOf(1); len(g.Instances) != 4 {
+		t.Errorf("gpu 1: %d instances, want the layout's 4", len(g.Instances))
+	}
+	if !hasMIGDevice(migconfig.NodeState{GPUs: []migconfig.GPUState{f.gpuOf(0)}}, busy.ComputeInstances[0].UUID) {
+		t.Fatal("the busy +me instance was destroyed")
+	}
+	if err := f.sim.StopProcess(pid); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := f.node.Apply(context.Background(), plan(), gpu.ApplyOptions{}); err != nil || len(res.HeldBack) != 0 {
+		t.Fatalf("after the process ended: %v\n%s", err, res)
+	}
+	if left := plan(); len(left) != 0 {
+		t.Errorf("not converged: %s", migconfig.FormatOps(left))
+	}
 }

@@ -464,7 +464,11 @@ func TestApplyFaultOnNthCreate(t *testing.T) {
 		f.create(g, "3g.20gb", 4, migconfig.Compute{}),
 		f.create(g, "2g.10gb", 2, migconfig.Compute{}),
 	}
-	res, err := f.node.Apply(context.Background(), ops, gpu.ApplyOptions{})
+	// GPU 0's ops come after the failure: a failure is GPU-local, so
+	// they still run.
+	g0 := f.gpu(0)
+	other := []migconfig.Op{f.create(g0, "4g.20gb", 0, migconfig.Compute{}), f.create(g0, "3g.20gb", 4, migconfig.Compute{})}
+	res, err := f.node.Apply(context.Background(), append(append([]migconfig.Op(nil), ops...), other...), gpu.ApplyOptions{})
 	var opErr *gpu.OpError
 	if !errors.As(err, &opErr) {
 		t.Fatalf("error %v (%T), want *gpu.OpError", err, err)
@@ -476,11 +480,20 @@ func TestApplyFaultOnNthCreate(t *testing.T) {
 	if !errors.Is(err, nvml.ERROR_UNKNOWN) || opErr.Return != nvml.ERROR_UNKNOWN || opErr.Call != "CreateGpuInstanceWithPlacement" {
 		t.Errorf("OpError %+v does not carry the return code", opErr)
 	}
-	if len(res.Done) != 1 || res.Done[0].Instance.Placement.Start != 0 {
+	if len(res.Done) != 3 || res.Done[0].GPU != 1 || res.Done[0].Instance.Placement.Start != 0 || res.Done[1].GPU != 0 || res.Done[2].GPU != 0 {
 		t.Errorf("partial result:\n%s", res)
+	}
+	if len(res.Failed) != 1 || res.Failed[0].Op.Instance.Placement.Start != 4 {
+		t.Errorf("failed ops %+v, want the 3g.20gb at 4:4", res.Failed)
+	}
+	if len(res.Skipped) != 1 || res.Skipped[0].Op.Instance.Placement.Start != 2 || !strings.HasPrefix(res.Skipped[0].Reason, "gpu 1 failed earlier: ") {
+		t.Errorf("skipped ops %+v, want gpu 1's last create", res.Skipped)
 	}
 	if got, want := placements(f.gpu(1)), []string{"14@0:2"}; !slices.Equal(got, want) {
 		t.Errorf("partial state %v, want %v", got, want)
+	}
+	if got, want := placements(f.gpu(0)), []string{"5@0:4", "9@4:4"}; !slices.Equal(got, want) {
+		t.Errorf("gpu 0: %v, want %v (applied despite gpu 1's failure)", got, want)
 	}
 
 	// The failed op can simply be retried: the next pass converges.
@@ -682,6 +695,9 @@ func TestApplyStopsWhenContextIsDone(t *testing.T) {
 	}
 	if len(res.Done) != 0 || f.sim.MutatingCalls() != 0 {
 		t.Errorf("acted after cancel: %s", res)
+	}
+	if len(res.Skipped) != 1 || !strings.Contains(res.Skipped[0].Reason, "context canceled") {
+		t.Errorf("the unreached op is not reported skipped:\n%s", res)
 	}
 }
 
@@ -932,6 +948,450 @@ func TestApplyResultString(t *testing.T) {
 		"done           gpu 2: create 1g.10gb at 3:1\n" +
 		"held           gpu 2: create 1g.10gb at 3:1  (blocked by busy instance GI 1 at 0:4)\n" +
 		"pending-reset  gpu 5: MIG mode change  (takes effect after a GPU reset or reboot)\n"
+	if got := res.String(); got != want {
+		t.Errorf("String():\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// rows returns the result's rows of one status.
+func rows(res gpu.ApplyResult, status string) [][3]string {
+	var out [][3]string
+	for _, r := range res.Rows() {
+		if r[0] == status {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// TestApplyFailureIsGPULocal fails an NVML call on one GPU: that GPU's
+// remaining ops are skipped, every other GPU is applied, and the error
+// carries each failure.
+func TestApplyFailureIsGPULocal(t *testing.T) {
+	plan := func(f *fixture) []migconfig.Op {
+		var ops []migconfig.Op
+		for _, g := range f.snapshot().GPUs {
+			ops = append(ops, f.create(g, "1g.10gb", 0, migconfig.Compute{}), f.create(g, "2g.20gb", 2, migconfig.Compute{}))
+		}
+		return ops
+	}
+	gpuIndex := func(i int) *int { return &i }
+
+	t.Run("one GPU fails", func(t *testing.T) {
+		f := open(t, "h100-80gb:3", sim.WithMigEnabled())
+		uuid0 := f.gpu(0).UUID
+		f.sim.InjectFault(sim.Fault{Call: "CreateGpuInstanceWithPlacement", GPU: gpuIndex(0), Return: nvml.ERROR_UNKNOWN})
+		res, err := f.node.Apply(context.Background(), plan(f), gpu.ApplyOptions{})
+		var opErr *gpu.OpError
+		if !errors.As(err, &opErr) || opErr.Op.GPU != 0 {
+			t.Fatalf("error %v, want an *OpError for gpu 0", err)
+		}
+		if !errors.Is(err, nvml.ERROR_UNKNOWN) {
+			t.Errorf("error %v does not unwrap to the NVML code", err)
+		}
+		want := fmt.Sprintf("gpu 0 (%s): create 1g.10gb at 0:1: CreateGpuInstanceWithPlacement: ERROR_UNKNOWN (999)", uuid0)
+		if err.Error() != want {
+			t.Errorf("error\n  %s\nwant\n  %s", err, want)
+		}
+		// GPU 0: the failed op, then its second op skipped.
+		if len(res.Failed) != 1 || res.Failed[0].Op.GPU != 0 || res.Failed[0].Reason != "CreateGpuInstanceWithPlacement: ERROR_UNKNOWN (999)" {
+			t.Errorf("Failed %+v", res.Failed)
+		}
+		wantSkip := "gpu 0 failed earlier: create 1g.10gb at 0:1: CreateGpuInstanceWithPlacement: ERROR_UNKNOWN (999)"
+		if len(res.Skipped) != 1 || res.Skipped[0].Op.GPU != 0 || res.Skipped[0].Op.Instance.Placement.Start != 2 || res.Skipped[0].Reason != wantSkip {
+			t.Errorf("Skipped %+v, want gpu 0's second op with reason %q", res.Skipped, wantSkip)
+		}
+		if len(res.HeldBack) != 0 {
+			t.Errorf("a failure is not a hold-back: %+v", res.HeldBack)
+		}
+		if got := f.gpu(0); len(got.Instances) != 0 {
+			t.Errorf("gpu 0: %v, want nothing created", placements(got))
+		}
+		// GPUs 1 and 2: applied in full.
+		if len(res.Done) != 4 {
+			t.Errorf("done:\n%s", res)
+		}
+		for _, i := range []int{1, 2} {
+			if got, want := placements(f.gpu(i)), []string{"19@0:1", "14@2:2"}; !slices.Equal(got, want) {
+				t.Errorf("gpu %d: %v, want %v", i, got, want)
+			}
+		}
+		if len(rows(res, "failed")) != 1 || len(rows(res, "skipped")) != 1 || !strings.Contains(res.String(), wantSkip) {
+			t.Errorf("String() does not show the failure and the skipped op:\n%s", res)
+		}
+		// The next pass finishes gpu 0.
+		g0 := f.gpu(0)
+		f.apply([]migconfig.Op{f.create(g0, "1g.10gb", 0, migconfig.Compute{}), f.create(g0, "2g.20gb", 2, migconfig.Compute{})}, gpu.ApplyOptions{})
+		if got := placements(f.gpu(0)); len(got) != 2 {
+			t.Errorf("gpu 0 after retry: %v", got)
+		}
+	})
+
+	t.Run("two GPUs fail", func(t *testing.T) {
+		f := open(t, "h100-80gb:3", sim.WithMigEnabled())
+		f.sim.InjectFault(sim.Fault{Call: "CreateGpuInstanceWithPlacement", GPU: gpuIndex(0), Return: nvml.ERROR_UNKNOWN})
+		f.sim.InjectFault(sim.Fault{Call: "CreateGpuInstanceWithPlacement", GPU: gpuIndex(2), Nth: 2, Return: nvml.ERROR_NO_PERMISSION})
+		res, err := f.node.Apply(context.Background(), plan(f), gpu.ApplyOptions{})
+		if !errors.Is(err, nvml.ERROR_UNKNOWN) || !errors.Is(err, nvml.ERROR_NO_PERMISSION) {
+			t.Fatalf("error %v, want both NVML codes", err)
+		}
+		if msg := err.Error(); !strings.Contains(msg, "gpu 0 (") || !strings.Contains(msg, "gpu 2 (") {
+			t.Errorf("error %q does not name both GPUs", msg)
+		}
+		if len(res.Failed) != 2 || len(res.Skipped) != 1 || len(res.Done) != 3 {
+			t.Errorf("result:\n%s", res)
+		}
+		if got := placements(f.gpu(1)); len(got) != 2 {
+			t.Errorf("gpu 1: %v, want both creates", got)
+		}
+		if got, want := placements(f.gpu(2)), []string{"19@0:1"}; !slices.Equal(got, want) {
+			t.Errorf("gpu 2: %v, want %v (the op before the failure)", got, want)
+		}
+	})
+
+	t.Run("wrong GPU", func(t *testing.T) {
+		f := open(t, "h100-80gb:2", sim.WithMigEnabled())
+		st := f.snapshot()
+		bad := f.create(st.GPUs[0], "1g.10gb", 0, migconfig.Compute{})
+		bad.GPUUUID = st.GPUs[1].UUID
+		ops := []migconfig.Op{bad, f.create(st.GPUs[0], "1g.10gb", 1, migconfig.Compute{}), f.create(st.GPUs[1], "1g.10gb", 0, migconfig.Compute{})}
+		res, err := f.node.Apply(context.Background(), ops, gpu.ApplyOptions{})
+		if !errors.Is(err, gpu.ErrWrongGPU) {
+			t.Fatalf("error %v, want ErrWrongGPU", err)
+		}
+		if len(res.Failed) != 1 || len(res.Skipped) != 1 || len(res.Done) != 1 || res.Done[0].GPU != 1 {
+			t.Errorf("result:\n%s", res)
+		}
+		if got := f.gpu(0); len(got.Instances) != 0 {
+			t.Errorf("gpu 0 touched: %v", placements(got))
+		}
+	})
+}
+
+// cancelOnDone is a slog handler that cancels a context at the first op
+// Apply reports done.
+type cancelOnDone struct {
+	slog.Handler
+	cancel context.CancelFunc
+}
+
+func (h cancelOnDone) Handle(ctx context.Context, r slog.Record) error {
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "outcome" && a.Value.String() == "done" {
+			h.cancel()
+		}
+		return true
+	})
+	return h.Handler.Handle(ctx, r)
+}
+
+// TestApplyCancelStopsEveryGPU cancels the context after the first op: no
+// other op runs, on any GPU, and the unreached ops are reported skipped.
+func TestApplyCancelStopsEveryGPU(t *testing.T) {
+	cat := migconfig.Builtin()
+	s, err := sim.NewFromSpec(cat, "h100-80gb:2", sim.WithMigEnabled())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n, err := gpu.Open(context.Background(), s, gpu.Options{Catalog: cat,
+		Logger: slog.New(cancelOnDone{Handler: slog.NewTextHandler(&bytes.Buffer{}, nil), cancel: cancel})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	f := &fixture{t: t, cat: cat, sim: s, node: n}
+	st := f.snapshot()
+	ops := []migconfig.Op{
+		f.create(st.GPUs[0], "1g.10gb", 0, migconfig.Compute{}),
+		f.create(st.GPUs[0], "1g.10gb", 1, migconfig.Compute{}),
+		f.create(st.GPUs[1], "1g.10gb", 0, migconfig.Compute{}),
+	}
+	res, err := n.Apply(ctx, ops, gpu.ApplyOptions{})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("error %v, want context.Canceled", err)
+	}
+	if len(res.Done) != 1 || len(res.Skipped) != 2 || len(res.Failed) != 0 {
+		t.Fatalf("result:\n%s", res)
+	}
+	for _, sk := range res.Skipped {
+		if !strings.Contains(sk.Reason, "context canceled") {
+			t.Errorf("skipped reason %q", sk.Reason)
+		}
+	}
+	if got := f.gpu(1); len(got.Instances) != 0 {
+		t.Errorf("gpu 1 applied after cancel: %v", placements(got))
+	}
+}
+
+// TestApplyModeChangeInUseIsHeldBack covers SetMigMode answering IN_USE,
+// as its return or as its activation status: the change and the GPU's
+// later ops are held back, and the other GPUs are applied.
+func TestApplyModeChangeInUseIsHeldBack(t *testing.T) {
+	t.Run("hopper, process on the GPU", func(t *testing.T) {
+		f := open(t, "h100-80gb:2")
+		st := f.snapshot()
+		pid, err := f.sim.StartProcess(st.GPUs[0].UUID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Planned while idle (Busy unset): NVML's IN_USE decides.
+		ops := []migconfig.Op{
+			setMode(st.GPUs[0], true), f.create(st.GPUs[0], "7g.80gb", 0, migconfig.Compute{}),
+			setMode(st.GPUs[1], true), f.create(st.GPUs[1], "7g.80gb", 0, migconfig.Compute{}),
+		}
+		res, err := f.node.Apply(context.Background(), ops, gpu.ApplyOptions{})
+		if err != nil {
+			t.Fatalf("IN_USE on a mode change must not be an error: %v\n%s", err, res)
+		}
+		if len(res.HeldBack) != 2 || res.HeldBack[0].Op.Kind != migconfig.OpSetMigMode || res.HeldBack[1].Op.GPU != 0 {
+			t.Fatalf("held back:\n%s", res)
+		}
+		if r := res.HeldBack[0].Reason; !strings.Contains(r, "ERROR_IN_USE (19)") || !strings.Contains(r, fmt.Sprint(pid)) {
+			t.Errorf("reason %q names neither IN_USE nor the pid", r)
+		}
+		if len(res.Done) != 2 || res.Done[0].GPU != 1 {
+			t.Errorf("gpu 1 not applied:\n%s", res)
+		}
+		if g := f.gpu(0); g.Mig.Current || len(g.Instances) != 0 {
+			t.Errorf("gpu 0 changed: %+v", g)
+		}
+		if g := f.gpu(1); !g.Mig.Current || len(g.Instances) != 1 {
+			t.Errorf("gpu 1: mode %+v, instances %v", g.Mig, placements(g))
+		}
+	})
+	t.Run("ampere, activation in use", func(t *testing.T) {
+		f := open(t, "a100-40gb:1", sim.WithAmpereAutoReset())
+		g := f.gpu(0)
+		if _, err := f.sim.StartProcess(g.UUID); err != nil {
+			t.Fatal(err)
+		}
+		res, err := f.node.Apply(context.Background(), []migconfig.Op{setMode(g, true), f.create(g, "7g.40gb", 0, migconfig.Compute{})}, gpu.ApplyOptions{})
+		if err != nil {
+			t.Fatalf("activation IN_USE must not be an error: %v", err)
+		}
+		if len(res.Done) != 0 || len(res.HeldBack) != 2 || !strings.Contains(res.HeldBack[0].Reason, "ERROR_IN_USE (19)") {
+			t.Fatalf("result:\n%s", res)
+		}
+		if !slices.Equal(res.PendingReset, []int{0}) {
+			t.Errorf("PendingReset %v: the requested mode is pending", res.PendingReset)
+		}
+	})
+	t.Run("busy when planned", func(t *testing.T) {
+		f := open(t, "h100-80gb:1")
+		g := f.gpu(0)
+		op := setMode(g, true)
+		op.Busy = true
+		f.sim.ResetCounters()
+		res := f.apply([]migconfig.Op{op, f.create(g, "7g.80gb", 0, migconfig.Compute{})}, gpu.ApplyOptions{})
+		if len(res.HeldBack) != 2 || len(res.Done) != 0 {
+			t.Fatalf("a mode change planned busy must be held back with what follows:\n%s", res)
+		}
+		if f.sim.MutatingCalls() != 0 {
+			t.Errorf("%d mutating calls", f.sim.MutatingCalls())
+		}
+		if res := f.apply([]migconfig.Op{op}, gpu.ApplyOptions{Force: true}); len(res.Done) != 1 {
+			t.Errorf("Force on an idle GPU must change the mode:\n%s", res)
+		}
+	})
+	t.Run("disable with a held instance", func(t *testing.T) {
+		f := open(t, "h100-80gb:2", sim.WithMigEnabled())
+		st := f.snapshot()
+		for _, g := range st.GPUs {
+			f.apply([]migconfig.Op{f.create(g, "3g.40gb", 0, migconfig.Compute{})}, gpu.ApplyOptions{})
+		}
+		st = f.snapshot()
+		if _, err := f.sim.StartProcess(st.GPUs[0].Instances[0].ComputeInstances[0].UUID); err != nil {
+			t.Fatal(err)
+		}
+		// Planned while idle: the live process check holds the destroy,
+		// and so the disable.
+		var ops []migconfig.Op
+		for _, g := range st.GPUs {
+			ops = append(ops, destroy(g, g.Instances[0]), setMode(g, false))
+		}
+		f.sim.ResetCounters()
+		res, err := f.node.Apply(context.Background(), ops, gpu.ApplyOptions{})
+		if err != nil {
+			t.Fatalf("apply: %v\n%s", err, res)
+		}
+		if len(res.HeldBack) != 2 || res.HeldBack[1].Op.Kind != migconfig.OpSetMigMode || !strings.Contains(res.HeldBack[1].Reason, "blocked by busy instance") {
+			t.Fatalf("held back:\n%s", res)
+		}
+		if calls := f.sim.Calls(); calls["SetMigMode"] != 1 {
+			t.Errorf("SetMigMode called %d times, want 1 (gpu 1 only)", calls["SetMigMode"])
+		}
+		if g := f.gpu(1); g.Mig.Current {
+			t.Errorf("gpu 1 still has MIG on")
+		}
+	})
+}
+
+// TestApplyCreateBlockedByHeldMediaInstance: NVML refuses a second +me
+// instance while the busy one is held back; that is a hold-back too.
+func TestApplyCreateBlockedByHeldMediaInstance(t *testing.T) {
+	f := open(t, "a100-80gb:1", sim.WithMigEnabled())
+	g := f.gpu(0)
+	f.apply([]migconfig.Op{f.create(g, "1g.10gb+me", 0, migconfig.Compute{})}, gpu.ApplyOptions{})
+	g = f.gpu(0)
+	busy := g.Instances[0]
+	if _, err := f.sim.StartProcess(busy.ComputeInstances[0].UUID); err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.node.Apply(context.Background(), []migconfig.Op{
+		destroy(g, busy),
+		f.create(g, "2g.20gb", 2, migconfig.Compute{}),
+		f.create(g, "1g.10gb+me", 6, migconfig.Compute{}),
+	}, gpu.ApplyOptions{})
+	if err != nil {
+		t.Fatalf("apply: %v\n%s", err, res)
+	}
+	want := fmt.Sprintf("blocked by busy instance GI %d at 0:1", busy.GPUInstanceID)
+	if len(res.HeldBack) != 2 || !strings.HasPrefix(res.HeldBack[1].Reason, want) || !strings.Contains(res.HeldBack[1].Reason, "ERROR_INSUFFICIENT_RESOURCES (23)") {
+		t.Fatalf("held back:\n%s", res)
+	}
+	if len(res.Done) != 1 {
+		t.Errorf("done:\n%s", res)
+	}
+}
+
+// TestApplyDestroyPartWay covers a GPU instance whose compute instances
+// cannot all be destroyed: processes on any of them hold the destroy back
+// before anything is touched; a failure part-way is reported with how far
+// it got; and the next pass converges.
+func TestApplyDestroyPartWay(t *testing.T) {
+	split := migconfig.Compute{Slices: 1, Count: 3}
+	setup := func(t *testing.T) (*fixture, migconfig.GPUState) {
+		f := open(t, "a100-80gb:1", sim.WithMigEnabled())
+		g := f.gpu(0)
+		f.apply([]migconfig.Op{f.create(g, "3g.40gb", 0, split)}, gpu.ApplyOptions{})
+		return f, f.gpu(0)
+	}
+	desired := func(f *fixture) migconfig.GPULayout {
+		p, _ := f.model(f.gpu(0)).ProfileByName("3g.40gb")
+		return migconfig.GPULayout{MigEnabled: true, Instances: []migconfig.Instance{{Profile: p.ID, Compute: split}}}
+	}
+	// converge re-plans against the 3g [3x 1c] layout until nothing is
+	// left to do.
+	converge := func(t *testing.T, f *fixture) {
+		t.Helper()
+		g := f.gpu(0)
+		ops, err := migconfig.Diff(f.model(g), g, desired(f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ops) != 2 {
+			t.Fatalf("next pass: %s, want a destroy and a create", migconfig.FormatOps(ops))
+		}
+		f.apply(ops, gpu.ApplyOptions{})
+		g = f.gpu(0)
+		if ops, _ := migconfig.Diff(f.model(g), g, desired(f)); len(ops) != 0 {
+			t.Fatalf("not converged: %s", migconfig.FormatOps(ops))
+		}
+		if len(g.Instances) != 1 || len(g.Instances[0].ComputeInstances) != 3 {
+			t.Errorf("instances %+v", g.Instances)
+		}
+	}
+
+	t.Run("process on the last CI", func(t *testing.T) {
+		f, g := setup(t)
+		if _, err := f.sim.StartProcess(g.Instances[0].ComputeInstances[2].UUID); err != nil {
+			t.Fatal(err)
+		}
+		op := destroy(g, g.Instances[0]) // planned while idle
+		f.sim.ResetCounters()
+		res := f.apply([]migconfig.Op{op}, gpu.ApplyOptions{})
+		if len(res.HeldBack) != 1 {
+			t.Fatalf("result:\n%s", res)
+		}
+		if calls := f.sim.Calls(); calls["ComputeInstanceDestroy"] != 0 {
+			t.Errorf("%d compute instances destroyed before the busy one was found", calls["ComputeInstanceDestroy"])
+		}
+	})
+	t.Run("IN_USE on the second CI", func(t *testing.T) {
+		f, g := setup(t)
+		f.sim.InjectFault(sim.Fault{Call: "ComputeInstanceDestroy", Nth: 2, Return: nvml.ERROR_IN_USE})
+		res, err := f.node.Apply(context.Background(), []migconfig.Op{destroy(g, g.Instances[0])}, gpu.ApplyOptions{})
+		if err != nil {
+			t.Fatalf("IN_USE must not be fatal: %v", err)
+		}
+		if len(res.HeldBack) != 1 || !strings.Contains(res.HeldBack[0].Reason, "1 of 3 compute instances destroyed") {
+			t.Fatalf("the reason must say the instance is half dismantled:\n%s", res)
+		}
+		if got := f.gpu(0).Instances[0].ComputeInstances; len(got) != 2 {
+			t.Fatalf("compute instances left: %+v", got)
+		}
+		converge(t, f)
+	})
+	t.Run("error on the second CI", func(t *testing.T) {
+		f, g := setup(t)
+		f.sim.InjectFault(sim.Fault{Call: "ComputeInstanceDestroy", Nth: 2, Return: nvml.ERROR_UNKNOWN})
+		res, err := f.node.Apply(context.Background(), []migconfig.Op{destroy(g, g.Instances[0])}, gpu.ApplyOptions{})
+		if !errors.Is(err, nvml.ERROR_UNKNOWN) || !strings.Contains(err.Error(), "1 of 3 compute instances destroyed") {
+			t.Fatalf("error %v must say how far the destroy got", err)
+		}
+		if len(res.Failed) != 1 || !strings.Contains(res.Failed[0].Reason, "1 of 3") {
+			t.Errorf("result:\n%s", res)
+		}
+		converge(t, f)
+	})
+	t.Run("forced with a process on the last CI", func(t *testing.T) {
+		f, g := setup(t)
+		pid, err := f.sim.StartProcess(g.Instances[0].ComputeInstances[2].UUID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := f.apply([]migconfig.Op{destroy(g, g.Instances[0])}, gpu.ApplyOptions{Force: true})
+		if len(res.HeldBack) != 1 || !strings.Contains(res.HeldBack[0].Reason, "2 of 3 compute instances destroyed") {
+			t.Fatalf("result:\n%s", res)
+		}
+		// While the process runs the remnant is busy and stays; the
+		// layout is built beside it.
+		g = f.gpu(0)
+		remnant := g.Instances[0]
+		if !remnant.Busy || len(remnant.ComputeInstances) != 1 {
+			t.Fatalf("remnant %+v, want one busy compute instance", remnant)
+		}
+		ops, err := migconfig.Diff(f.model(g), g, desired(f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		run, held := migconfig.HoldBack(ops)
+		if len(held) != 1 || held[0].Kind != migconfig.OpDestroyInstance || held[0].Instance.GPUInstanceID != remnant.GPUInstanceID {
+			t.Fatalf("held %s, want the remnant's destroy", migconfig.FormatOps(held))
+		}
+		f.apply(ops, gpu.ApplyOptions{})
+		if err := f.sim.StopProcess(pid); err != nil {
+			t.Fatal(err)
+		}
+		// Once the process ends the remnant goes.
+		g = f.gpu(0)
+		ops, err = migconfig.Diff(f.model(g), g, desired(f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ops) != 1 || ops[0].Kind != migconfig.OpDestroyInstance || ops[0].Instance.GPUInstanceID != remnant.GPUInstanceID {
+			t.Fatalf("after the process: %s, want the remnant destroyed (ran before: %s)", migconfig.FormatOps(ops), migconfig.FormatOps(run))
+		}
+		f.apply(ops, gpu.ApplyOptions{})
+		g = f.gpu(0)
+		if ops, _ := migconfig.Diff(f.model(g), g, desired(f)); len(ops) != 0 {
+			t.Fatalf("not converged: %s", migconfig.FormatOps(ops))
+		}
+	})
+}
+
+func TestApplyResultStringFailedAndSkipped(t *testing.T) {
+	op := migconfig.Op{Kind: migconfig.OpCreateInstance, GPU: 2, ProfileName: "1g.10gb",
+		Instance: migconfig.Instance{Profile: 19, Placement: migconfig.Placement{Start: 3, Size: 1}}}
+	res := gpu.ApplyResult{
+		Failed:  []gpu.Held{{Op: op, Reason: "CreateGpuInstanceWithPlacement: ERROR_UNKNOWN (999)"}},
+		Skipped: []gpu.Held{{Op: op, Reason: "gpu 2 failed earlier: create 1g.10gb at 3:1: CreateGpuInstanceWithPlacement: ERROR_UNKNOWN (999)"}},
+	}
+	want := "" +
+		"failed         gpu 2: create 1g.10gb at 3:1  (CreateGpuInstanceWithPlacement: ERROR_UNKNOWN (999))\n" +
+		"skipped        gpu 2: create 1g.10gb at 3:1  (gpu 2 failed earlier: create 1g.10gb at 3:1: CreateGpuInstanceWithPlacement: ERROR_UNKNOWN (999))\n"
 	if got := res.String(); got != want {
 		t.Errorf("String():\n%s\nwant:\n%s", got, want)
 	}

@@ -3,6 +3,7 @@ package migconfig
 import (
 	"fmt"
 	"sort"
+	"strings"
 )
 
 // Diff returns the ordered ops that turn GPU current into desired on model
@@ -14,9 +15,15 @@ import (
 // instances, then the most instances, then leaves the most room free (see
 // Pack). Only instances that the chosen placement does not reuse are
 // destroyed, and destroys of instances with processes are marked Busy so
-// that HoldBack or the caller's policy can spare them. An instance whose
-// compute instances do not match any layout (for example left half-built
-// by an interrupted apply) is never reused, so the next pass repairs it.
+// that HoldBack or the caller's policy can spare them. A MIG mode change is
+// marked Busy too when processes run on the GPU outside MIG devices
+// (current.Processes) or, for a disable, on any of its instances: NVML
+// refuses such a change with ERROR_IN_USE. Cancelling a pending disable
+// (MIG on, pending off) is never busy, since it activates nothing.
+//
+// An instance whose compute instances do not match any layout (for example
+// left half-built by an interrupted apply or a destroy refused part-way)
+// is never reused, so the next pass repairs it.
 func Diff(m *GPUModel, current GPUState, desired GPULayout) ([]Op, error) {
 	if err := checkInstances(m, desired); err != nil {
 		return nil, fmt.Errorf("gpu %d (%s): %w", current.Index, m.Name, err)
@@ -33,14 +40,17 @@ func Diff(m *GPUModel, current GPUState, desired GPULayout) ([]Op, error) {
 		op(Op{Kind: OpDestroyInstance, Instance: in, Busy: in.Busy})
 	}
 
+	gpuBusy := len(current.Processes) > 0
 	if !desired.MigEnabled {
+		busy := gpuBusy
 		if current.Mig.Current {
 			for _, in := range sortedCopy(current.Instances) {
 				destroy(in)
+				busy = busy || in.Busy
 			}
 		}
 		if current.Mig.Current || current.Mig.Pending {
-			op(Op{Kind: OpSetMigMode, Enable: false})
+			op(Op{Kind: OpSetMigMode, Enable: false, Busy: busy})
 		}
 		return ops, nil
 	}
@@ -52,14 +62,15 @@ func Diff(m *GPUModel, current GPUState, desired GPULayout) ([]Op, error) {
 		if err != nil {
 			return nil, fmt.Errorf("gpu %d (%s): %w", current.Index, m.Name, err)
 		}
-		op(Op{Kind: OpSetMigMode, Enable: true})
+		op(Op{Kind: OpSetMigMode, Enable: true, Busy: gpuBusy})
 		for _, in := range packed.Instances {
 			op(Op{Kind: OpCreateInstance, Instance: stripObservation(in)})
 		}
 		return ops, nil
 	}
 	if !current.Mig.Pending {
-		// MIG is on but a disable is pending (Ampere): cancel it.
+		// MIG is on but a disable is pending (Ampere): cancel it. The
+		// cancel activates nothing, so processes do not make it busy.
 		op(Op{Kind: OpSetMigMode, Enable: true})
 	}
 
@@ -141,24 +152,78 @@ func (n NodeState) GPU(i int) (GPUState, bool) {
 }
 
 // HoldBack splits ops into those that can run now and those held back
-// because they would destroy a busy instance: the busy destroys, every
-// create on the same GPU that overlaps a held instance, and a mode change
-// on a GPU with held destroys. The order of ops is preserved.
+// because of processes. The order of ops is preserved. Held back are:
+//
+//   - every Busy op: a destroy of an instance with processes, and a MIG
+//     mode change on a GPU with processes (see Diff);
+//   - every op of a GPU that follows a held mode change on that GPU;
+//   - a mode change on a GPU with held destroys;
+//   - a create that overlaps an instance whose destroy is held;
+//   - a +me create while a held destroy of a +me instance keeps it: a
+//     GPU has media engines for one +me instance (every +me profile has a
+//     MaxCount of 1, and a GPU's +me profiles share the engines), so of
+//     the +me creates of a GPU the first k run, k being the larger of the
+//     +me destroys that run and the +me creates less the held +me
+//     destroys, and the rest are held. Either bound keeps the count
+//     within the limit, since the observed state and the desired layout
+//     both respect it. An op is +me when its ProfileName contains "+me",
+//     so the rule needs ops that carry ProfileName, as Diff's do.
+//
+// Other profiles need no such rule: on every catalog model a profile's
+// MaxCount is at least the number of its placements that fit side by
+// side, so a create that does not overlap a held instance cannot exceed it
+// (the package's tests check this of the built-in catalog). Should a GPU's
+// own table differ, gpu.Node.Apply holds back a create that NVML refuses
+// for lack of resources while busy instances are held.
 func HoldBack(ops []Op) (run, held []Op) {
+	media := func(o Op) bool { return strings.Contains(o.ProfileName, "+me") }
 	blocked := map[int]uint16{}
+	// Per GPU: +me destroys held and run, +me creates.
+	mediaHeld, mediaRun, mediaCreates := map[int]int{}, map[int]int{}, map[int]int{}
 	for _, o := range ops {
-		if o.Kind == OpDestroyInstance && o.Busy {
+		switch {
+		case o.Kind == OpDestroyInstance && o.Busy:
 			blocked[o.GPU] |= o.Instance.Placement.Mask()
+			if media(o) {
+				mediaHeld[o.GPU]++
+			}
+		case o.Kind == OpDestroyInstance && media(o):
+			mediaRun[o.GPU]++
+		case o.Kind == OpCreateInstance && media(o):
+			mediaCreates[o.GPU]++
 		}
 	}
+	// mediaAllowed counts, per GPU with a held +me destroy, the +me
+	// creates that may still run.
+	mediaAllowed := map[int]int{}
+	for gpu, n := range mediaHeld {
+		mediaAllowed[gpu] = max(mediaRun[gpu], mediaCreates[gpu]-n)
+	}
+	modeHeld := map[int]bool{}
 	for _, o := range ops {
 		mask, hit := blocked[o.GPU]
+		var hold bool
 		switch {
-		case o.Kind == OpDestroyInstance && o.Busy,
-			hit && o.Kind == OpCreateInstance && o.Instance.Placement.Mask()&mask != 0,
-			hit && o.Kind == OpSetMigMode:
+		case modeHeld[o.GPU] || o.Busy:
+			hold = true
+		case o.Kind == OpSetMigMode:
+			hold = hit
+		case o.Kind == OpCreateInstance:
+			hold = hit && o.Instance.Placement.Mask()&mask != 0
+			if n, limited := mediaAllowed[o.GPU]; limited && media(o) {
+				if n <= 0 {
+					hold = true
+				} else if !hold {
+					mediaAllowed[o.GPU]--
+				}
+			}
+		}
+		if hold && o.Kind == OpSetMigMode {
+			modeHeld[o.GPU] = true
+		}
+		if hold {
 			held = append(held, o)
-		default:
+		} else {
 			run = append(run, o)
 		}
 	}
@@ -166,8 +231,10 @@ func HoldBack(ops []Op) (run, held []Op) {
 }
 
 // Simulate applies ops to a GPU state by NVML's rules (placements must be
-// valid and free, busy instances cannot be destroyed, instances need MIG
-// on) and returns the resulting state. It is the model Diff is tested
+// valid and free; a profile's MaxCount, the one +me instance that models
+// with several +me profiles allow, and the GPU's compute slices cannot be
+// exceeded; busy instances cannot be destroyed; instances need MIG on) and
+// returns the resulting state. It is the model Diff is tested
 // against and what `tessera mig plan` shows as the outcome. Mode changes
 // take effect at once, as on Hopper.
 func Simulate(m *GPUModel, g GPUState, ops []Op) (GPUState, error) {
@@ -215,6 +282,9 @@ func Simulate(m *GPUModel, g GPUState, ops []Op) (GPUState, error) {
 			if occupiedMask(out.Instances)&o.Instance.Placement.Mask() != 0 {
 				return fail("placement is occupied")
 			}
+			if err := checkRoom(m, out.Instances, p); err != nil {
+				return fail("%v", err)
+			}
 			in := o.Instance
 			in.GPUInstanceID = nextID
 			nextID++
@@ -228,6 +298,38 @@ func Simulate(m *GPUModel, g GPUState, ops []Op) (GPUState, error) {
 	}
 	SortInstances(out.Instances)
 	return out, nil
+}
+
+// checkRoom reports whether one more instance of profile p fits next to
+// instances by the limits that do not depend on placement, as NVML answers
+// ERROR_INSUFFICIENT_RESOURCES: p's MaxCount, one +me instance in all when
+// the model has several +me profiles (they share the media engines, see
+// checkInstances), and the GPU's compute slices.
+func checkRoom(m *GPUModel, instances []Instance, p *Profile) error {
+	same, media, compute := 0, 0, p.ComputeSlices
+	for _, in := range instances {
+		q, ok := m.ProfileByID(in.Profile)
+		if !ok {
+			continue
+		}
+		if q.ID == p.ID {
+			same++
+		}
+		if q.HasMediaExtensions() {
+			media++
+		}
+		compute += q.ComputeSlices
+	}
+	if same+1 > p.MaxCount {
+		return fmt.Errorf("%d× %s would exceed the maximum of %d on %s", same+1, p.Name, p.MaxCount, m.Name)
+	}
+	if p.HasMediaExtensions() && media >= 1 && countMediaProfiles(m) > 1 {
+		return fmt.Errorf("a +me instance exists; %s has media engines for one", m.Name)
+	}
+	if compute > m.ComputeSlices {
+		return fmt.Errorf("%d compute slices needed; %s has %d", compute, m.Name, m.ComputeSlices)
+	}
+	return nil
 }
 
 // stripObservation returns the layout part of an instance.

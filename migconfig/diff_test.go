@@ -348,6 +348,17 @@ func TestDiffProperties(t *testing.T) {
 				if got, want := multiset(m, final.Instances), multiset(m, desired.Instances); got != want {
 					t.Fatalf("%s: after hold-back and follow-up %s, want %s", name, got, want)
 				}
+
+				// Disabling MIG holds the mode change back while a busy
+				// instance stays, and what runs applies.
+				off, err := Diff(m, cur, GPULayout{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				offRun, _ := HoldBack(off)
+				if _, err := Simulate(m, cur, offRun); err != nil {
+					t.Fatalf("%s: held-back disable does not apply: %v\n%s", name, err, FormatOps(offRun))
+				}
 			}
 		})
 	}
@@ -378,5 +389,221 @@ func TestDiffNode(t *testing.T) {
 	}
 	if _, err := DiffNode(cat, node, map[int]GPULayout{5: {}}); err == nil || !strings.Contains(err.Error(), "gpu 5: no such GPU") {
 		t.Errorf("missing GPU: err = %v", err)
+	}
+}
+
+// pkBuiltin returns a model of the built-in catalog.
+func pkBuiltin(t testing.TB, key string) *GPUModel {
+	t.Helper()
+	m, ok := Builtin().ByKey(key)
+	if !ok {
+		t.Fatalf("no built-in model %s", key)
+	}
+	return m
+}
+
+// TestDiffMarksBusyModeChanges checks that a MIG mode change on a GPU with
+// processes, or a disable while an instance is busy, is marked Busy, and
+// that HoldBack holds it and every later op of that GPU.
+func TestDiffMarksBusyModeChanges(t *testing.T) {
+	m := pkA100()
+	want := pkLayout(t, m, "4g.20gb", "3g.20gb")
+
+	// MIG off, a process on the whole GPU: the enable is busy.
+	off := GPUState{Index: 3, UUID: "GPU-test-3", Processes: []uint32{4242}}
+	other := GPUState{Index: 4, UUID: "GPU-test-4"}
+	ops, err := Diff(m, off, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ops) != 3 || ops[0].Kind != OpSetMigMode || !ops[0].Enable || !ops[0].Busy {
+		t.Fatalf("enable on a GPU with processes: ops %s, first not a busy enable (%+v)", pkOps(ops), ops[0])
+	}
+	ops4, err := Diff(m, other, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ops4[0].Busy {
+		t.Errorf("enable on an idle GPU marked busy")
+	}
+	run, held := HoldBack(append(append([]Op(nil), ops...), ops4...))
+	if len(held) != 3 || held[0].Kind != OpSetMigMode {
+		t.Errorf("held = %s, want the enable and both creates of gpu 3", pkOps(held))
+	}
+	for _, o := range held {
+		if o.GPU != 3 {
+			t.Errorf("held op %s of the idle gpu", o)
+		}
+	}
+	if len(run) != 3 {
+		t.Errorf("run = %s, want gpu 4's enable and creates", pkOps(run))
+	}
+
+	// MIG on, an instance busy: the disable is busy and held, the idle
+	// instance is still destroyed.
+	cur := pkObserve(t, m, want, 1) // 4g@0 idle, 3g@4 busy
+	ops, err = Diff(m, cur, GPULayout{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := ops[len(ops)-1]
+	if last.Kind != OpSetMigMode || last.Enable || !last.Busy {
+		t.Fatalf("disable with a busy instance: ops %s, last %+v not a busy disable", pkOps(ops), last)
+	}
+	run, held = HoldBack(ops)
+	if got, want := pkOps(run), "destroy 4g.20gb at 0:4"; got != want {
+		t.Errorf("run = %s, want %s", got, want)
+	}
+	if got, want := pkOps(held), "destroy 3g.20gb at 4:4 (busy); set MIG mode disabled"; got != want {
+		t.Errorf("held = %s, want %s", got, want)
+	}
+
+	// MIG on, processes outside MIG devices: the disable is busy too.
+	idle := pkObserve(t, m, want)
+	idle.Processes = []uint32{7}
+	ops, err = Diff(m, idle, GPULayout{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := ops[len(ops)-1]; !last.Busy {
+		t.Errorf("disable on a GPU with processes not busy: %+v", last)
+	}
+	// Idle everywhere: nothing busy.
+	idle.Processes = nil
+	ops, _ = Diff(m, idle, GPULayout{})
+	for _, o := range ops {
+		if o.Busy {
+			t.Errorf("idle GPU: op %s marked busy", o)
+		}
+	}
+}
+
+// TestHoldBackRespectsCounts is the reviewer's repro: a busy 1g.10gb+me
+// that the new layout moves stays, so creating another +me instance, or
+// more instances of a profile than its maximum, must wait for it.
+func TestHoldBackRespectsCounts(t *testing.T) {
+	t.Run("media extensions", func(t *testing.T) {
+		m := pkBuiltin(t, "a100-80gb")
+		cur := pkObserve(t, m, pkLayout(t, m, "1g.10gb+me@0"), 0)
+		desired := pkLayout(t, m, "2g.20gb", "2g.20gb", "2g.20gb", "1g.10gb+me")
+		ops, err := Diff(m, cur, desired)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run, held := HoldBack(ops)
+		for _, o := range run {
+			if o.Kind == OpCreateInstance && strings.HasSuffix(o.ProfileName, "+me") {
+				t.Errorf("%s runs while the busy +me instance stays", o)
+			}
+		}
+		if _, err := Simulate(m, cur, run); err != nil {
+			t.Fatalf("held-back plan does not apply: %v\nrun:\n%sheld:\n%s", err, FormatOps(run), FormatOps(held))
+		}
+		// Simulate enforces the limit Diff's plan would hit.
+		var meCreate Op
+		for _, o := range ops {
+			if o.Kind == OpCreateInstance && strings.HasSuffix(o.ProfileName, "+me") {
+				meCreate = o
+			}
+		}
+		if _, err := Simulate(m, cur, []Op{meCreate}); err == nil || !strings.Contains(err.Error(), "maximum") {
+			t.Errorf("Simulate of a second +me instance: err = %v, want a maximum-count error", err)
+		}
+		// Once the process ends, the plan converges.
+		partial, _ := Simulate(m, cur, run)
+		partial.Instances[0].Busy = false
+		rest, err := Diff(m, partial, desired)
+		if err != nil {
+			t.Fatal(err)
+		}
+		final, err := Simulate(m, partial, rest)
+		if err != nil {
+			t.Fatalf("follow-up: %v", err)
+		}
+		if got, want := multiset(m, final.Instances), multiset(m, desired.Instances); got != want {
+			t.Errorf("final %s, want %s", got, want)
+		}
+	})
+	t.Run("two media profiles share the engines", func(t *testing.T) {
+		m := pkBuiltin(t, "a30")
+		cur := pkObserve(t, m, pkLayout(t, m, "1g.6gb+me@0"), 0)
+		desired := pkLayout(t, m, "2g.12gb", "2g.12gb+me")
+		ops, err := Diff(m, cur, desired)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run, _ := HoldBack(ops)
+		if _, err := Simulate(m, cur, run); err != nil {
+			t.Fatalf("held-back plan does not apply: %v\nrun:\n%s", err, FormatOps(run))
+		}
+		two, _ := m.ProfileByName("2g.12gb+me")
+		if _, err := Simulate(m, cur, []Op{{Kind: OpCreateInstance, GPU: cur.Index, Instance: Instance{Profile: two.ID, Placement: Placement{Start: 2, Size: 2}}}}); err == nil {
+			t.Errorf("Simulate allowed a second +me instance on %s", m.Name)
+		}
+	})
+	t.Run("idle destroys free the count", func(t *testing.T) {
+		m := pkA100()
+		// Two 1g.5gb busy where the 4g goes, two idle elsewhere: the
+		// plan replaces the busy ones with new 1g.5gb at 4..7; as many
+		// of those may run as leave the count within 7.
+		cur := pkObserve(t, m, pkLayout(t, m, "1g.5gb@0", "1g.5gb@1", "1g.5gb@4", "1g.5gb@5", "1g.5gb@6"), 0, 1)
+		desired := pkLayout(t, m, "4g.20gb", "1g.5gb", "1g.5gb", "1g.5gb")
+		ops, err := Diff(m, cur, desired)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run, held := HoldBack(ops)
+		if _, err := Simulate(m, cur, run); err != nil {
+			t.Fatalf("held-back plan does not apply: %v\nrun:\n%sheld:\n%s", err, FormatOps(run), FormatOps(held))
+		}
+	})
+}
+
+// TestSimulateEnforcesLimits checks that Simulate refuses what NVML
+// refuses: more instances of a profile than its maximum, a second +me
+// instance, more compute slices than the GPU has.
+func TestSimulateEnforcesLimits(t *testing.T) {
+	m := pkA100()
+	g := GPUState{Index: 0, UUID: "GPU-0", Mig: MigMode{Current: true, Pending: true}}
+	create := func(name string, start int) Op {
+		p, _ := m.ProfileByName(name)
+		return Op{Kind: OpCreateInstance, GPU: 0, ProfileName: name, Instance: Instance{Profile: p.ID, Placement: Placement{Start: start, Size: p.MemorySlices}}}
+	}
+	if _, err := Simulate(m, g, []Op{create("1g.5gb+me", 0), create("1g.5gb+me", 3)}); err == nil || !strings.Contains(err.Error(), "maximum of 1") {
+		t.Errorf("two 1g.5gb+me: err = %v", err)
+	}
+	m.Profiles[1].MaxCount = 2 // 2g.10gb
+	if _, err := Simulate(m, g, []Op{create("2g.10gb", 0), create("2g.10gb", 2), create("2g.10gb", 4)}); err == nil || !strings.Contains(err.Error(), "maximum of 2") {
+		t.Errorf("three 2g.10gb with a maximum of 2: err = %v", err)
+	}
+	if _, err := Simulate(m, g, []Op{create("2g.10gb", 0), create("2g.10gb", 2), create("3g.20gb", 4)}); err != nil {
+		t.Errorf("a valid layout: %v", err)
+	}
+}
+
+// TestMaxCountFollowsPlacements checks the premise of HoldBack's count
+// rule: on every built-in model a profile other than +me admits at least
+// as many instances as it has placements that fit side by side, so only
+// overlaps and the +me limit can stop a create.
+func TestMaxCountFollowsPlacements(t *testing.T) {
+	for _, m := range Builtin().Models() {
+		for _, p := range m.Profiles {
+			if p.HasMediaExtensions() {
+				continue
+			}
+			// Placements of one profile have one size: taking them
+			// greedily by start finds the most that fit side by side.
+			var used uint16
+			fit := 0
+			for _, pl := range p.Placements {
+				if used&pl.Mask() == 0 {
+					used |= pl.Mask()
+					fit++
+				}
+			}
+			if p.MaxCount < fit {
+				t.Errorf("%s %s: MaxCount %d, but %d placements fit side by side; HoldBack must learn counts", m.Key, p.Name, p.MaxCount, fit)
+			}
+		}
 	}
 }

@@ -68,7 +68,9 @@ type Op struct {
 	Instance Instance `json:"instance"`
 	// ProfileName is the instance's profile name, for messages.
 	ProfileName string `json:"profileName,omitempty"`
-	// Busy marks a destroy of an instance that has processes on it.
+	// Busy marks a destroy of an instance that has processes on it, and a
+	// MIG mode change on a GPU that has processes (or, for a disable, a
+	// busy instance).
 	Busy bool `json:"busy,omitempty"`
 }
 

@@ -273,7 +273,7 @@ func printPlan(w io.Writer, format string, t *target, force bool) error {
 			tw.row(opRow(op, "")...)
 		}
 		for _, op := range held {
-			tw.row(opRow(op, "held back: busy")...)
+			tw.row(opRow(op, "held back: busy GPU or instance")...)
 		}
 		return tw.flush()
 	default:
@@ -287,6 +287,9 @@ func opRow(op migconfig.Op, note string) []string {
 		mode := "disable"
 		if op.Enable {
 			mode = "enable"
+		}
+		if op.Busy && note == "" {
+			note = "busy (forced)"
 		}
 		return []string{fmt.Sprint(op.GPU), "mig-mode", mode, "-", note}
 	default:
@@ -313,8 +316,13 @@ running. The whole layout is checked before the first NVML call.
 Instances with processes on them are held back: the rest of the layout is
 applied, what was held back is reported, and the exit status is 3. Run apply
 again once the work has moved. --force skips Tessera's own busy check, but
-NVML still refuses to destroy a compute instance while processes run on it.
-An apply interrupted by an error converges when run again.`,
+NVML still refuses to destroy a compute instance, or change the MIG mode of a
+GPU, while processes run on it.
+
+A GPU whose operations fail does not stop the others: the error names the
+GPU, the operation, the NVML call and its return code, the GPU's remaining
+operations are reported as skipped, and the exit status is 1. An apply
+interrupted by an error converges when run again.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			t, err := o.loadTarget(cmd.Context(), cmd, cat)
@@ -351,7 +359,7 @@ An apply interrupted by an error converges when run again.`,
 		},
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan instead of applying it")
-	cmd.Flags().BoolVar(&force, "force", false, "destroy instances Tessera considers busy (NVML itself still refuses while processes run on them)")
+	cmd.Flags().BoolVar(&force, "force", false, "destroy instances and change MIG modes on GPUs Tessera considers busy (NVML itself still refuses while processes run)")
 	return cmd
 }
 
