@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -231,6 +232,17 @@ func entryField(config string, i int, key string) string {
 // yamlLineError matches yaml's "yaml: line N: msg" errors.
 var yamlLineError = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
+// splitYAMLError returns the message of a yaml.v3 error without its
+// "yaml: " and "line N: " prefixes, and N (0 when there is none).
+func splitYAMLError(err error) (msg string, line int) {
+	msg = err.Error()
+	if m := yamlLineError.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		return m[2], line
+	}
+	return strings.TrimPrefix(msg, "yaml: "), 0
+}
+
 // MaxConfigNameLen is the longest config name ParseFile accepts, in bytes.
 // Config names are node-label values (nvidia.com/mig.config, at most 63
 // characters); the bound keeps every name writable as a YAML simple key.
@@ -246,10 +258,14 @@ const maxMergeDepth = 16
 // ParseFile parses a layout file in mig-parted's format (YAML or JSON).
 // name is used in error messages. It reports every problem it finds, each
 // as a *FileError with line, column and field path, in an ErrorList; it
-// never panics. The result is not checked against a GPU catalog: use
+// never panics. Every error has a line (problems with the whole file, such
+// as an empty one, are at line 1), and a column except in UTF-16 files. A
+// YAML syntax error is reported at the problem itself — the tab, the
+// unclosed quote or bracket, the misplaced key or ':' — rather than at the
+// line yaml.v3 names, which is the start of the enclosing construct. The result is not checked against a GPU catalog: use
 // Validate or Resolve for that.
 func ParseFile(name string, data []byte) (*File, error) {
-	p := &fileParser{errorSink: errorSink{file: name}, budget: parseBudget}
+	p := &fileParser{errorSink: errorSink{file: name}, budget: parseBudget, data: data}
 	root := p.decode(data)
 	if root == nil {
 		return nil, p.errs.Err()
@@ -265,22 +281,27 @@ func ParseFile(name string, data []byte) (*File, error) {
 // fileParser walks the yaml.Node tree of one file.
 type fileParser struct {
 	errorSink
+	data       []byte // the file, to locate YAML syntax errors in
 	budget     int
 	overBudget bool
 }
+
+// filePos is where errors about the file as a whole are reported: its
+// first line, so that every error ParseFile returns has a line.
+var filePos = Pos{Line: 1, Column: 1}
 
 // decode parses the YAML and returns the root node of its only document,
 // or nil after recording why there is none.
 func (p *fileParser) decode(data []byte) (root *yaml.Node) {
 	if len(bytes.TrimSpace(data)) == 0 {
-		p.add(Pos{}, "", nil, "file is empty; expected version: v1 and mig-configs")
+		p.add(filePos, "", nil, "file is empty; expected version: v1 and mig-configs")
 		return nil
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := safeDecode(dec, &doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			p.add(Pos{}, "", nil, "file is empty; expected version: v1 and mig-configs")
+			p.add(filePos, "", nil, "file is empty; expected version: v1 and mig-configs")
 		} else {
 			p.yamlError(err)
 		}
@@ -295,7 +316,7 @@ func (p *fileParser) decode(data []byte) (root *yaml.Node) {
 		p.yamlError(err)
 	}
 	if len(doc.Content) == 0 || doc.Content[0] == nil {
-		p.add(Pos{}, "", nil, "file is empty; expected version: v1 and mig-configs")
+		p.add(filePos, "", nil, "file is empty; expected version: v1 and mig-configs")
 		return nil
 	}
 	root = p.deref(doc.Content[0], "")
@@ -303,7 +324,7 @@ func (p *fileParser) decode(data []byte) (root *yaml.Node) {
 		return nil
 	}
 	if isNull(root) {
-		p.add(posOf(root), "", nil, "file is empty; expected version: v1 and mig-configs")
+		p.add(filePos, "", nil, "file is empty; expected version: v1 and mig-configs")
 		return nil
 	}
 	if root.Kind != yaml.MappingNode {
@@ -324,15 +345,12 @@ func safeDecode(dec *yaml.Decoder, n *yaml.Node) (err error) {
 	return dec.Decode(n)
 }
 
-// yamlError records a YAML syntax error, with its line when it has one.
+// yamlError records a YAML syntax error at the line and column of the
+// problem (see locateYAMLError).
 func (p *fileParser) yamlError(err error) {
-	msg := err.Error()
-	if m := yamlLineError.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		p.add(Pos{Line: line}, "", err, "invalid YAML: %s", m[2])
-		return
-	}
-	p.add(Pos{}, "", err, "invalid YAML: %s", strings.TrimPrefix(msg, "yaml: "))
+	msg, line := splitYAMLError(err)
+	pos, hint := locateYAMLError(p.data, msg, line)
+	p.add(pos, "", err, "invalid YAML: %s%s", msg, hint)
 }
 
 // spend takes one unit of the parse budget and reports whether any is
@@ -876,4 +894,373 @@ func yamlBool(n *yaml.Node) (bool, bool) {
 		return false, true
 	}
 	return false, false
+}
+
+// yamlParserErrors are the beginnings of yaml.v3's parser messages, as
+// opposed to its scanner's. yaml.v3 (v3.0.4) reports a parser error at the
+// 0-based line of the construct around the problem (one less than the line
+// it means) and a scanner error at the 1-based line of that construct; both
+// report no line when the construct begins on the first line, and neither
+// reports a column.
+var yamlParserErrors = []string{
+	"did not find expected",
+	"found duplicate %",
+	"found incompatible YAML document",
+	"found undefined tag handle",
+}
+
+// yamlReaderErrors are yaml.v3's messages for UTF-8 input that is not
+// YAML text; they carry no line at all.
+var yamlReaderErrors = []string{
+	"invalid leading UTF-8 octet",
+	"incomplete UTF-8 octet sequence",
+	"invalid trailing UTF-8 octet",
+	"invalid length of a UTF-8 sequence",
+	"invalid Unicode character",
+	"control characters are not allowed",
+}
+
+// yamlUnknownAnchor matches the error for an alias without its anchor.
+var yamlUnknownAnchor = regexp.MustCompile(`^unknown anchor '(.*)' referenced$`)
+
+// Bounds on the work locateYAMLError does: the number of prefixes of the
+// file it decodes, and their total size.
+const (
+	maxLocateDecodes = 256
+	maxLocateBytes   = 4 << 20
+)
+
+// locateYAMLError returns the position of a YAML syntax error in data,
+// given yaml.v3's message (without prefixes) and line (0 when it gave
+// none), and a hint to add to the message, or "".
+//
+// yaml.v3 gives no column and a line that is often not the problem's (see
+// yamlParserErrors), so the position is found again:
+//   - bytes that are not YAML text are found by scanning the file;
+//   - an alias without an anchor is found by its name;
+//   - otherwise the line is the first, from the one yaml.v3's line means
+//     on, where the file cut after that line fails with the same message:
+//     the line where the parser meets the problem, or where the unclosed
+//     quote or bracket it ran off the end in begins. The column is that of
+//     the character the message is about on that line (the tab or other
+//     character that cannot start a token, the unclosed quote or bracket,
+//     the misplaced ':'), or else of the line's first token.
+//
+// The result always has a line; UTF-16 files, whose bytes are not their
+// characters, get no column.
+func locateYAMLError(data []byte, msg string, line int) (pos Pos, hint string) {
+	if bytes.HasPrefix(data, []byte{0xFF, 0xFE}) || bytes.HasPrefix(data, []byte{0xFE, 0xFF}) {
+		return Pos{Line: max(line, 1)}, ""
+	}
+	lines := splitLines(data)
+	if len(lines) == 0 {
+		return filePos, ""
+	}
+	if hasPrefixAny(msg, yamlReaderErrors) {
+		if off := firstNonText(data); off >= 0 {
+			return offsetPos(data, lines, off), ""
+		}
+	}
+	if m := yamlUnknownAnchor.FindStringSubmatch(msg); m != nil {
+		if off := findAlias(data, m[1]); off >= 0 {
+			return offsetPos(data, lines, off), ""
+		}
+	}
+	lo := max(line, 1)
+	if line > 0 && hasPrefixAny(msg, yamlParserErrors) {
+		lo = line + 1
+	}
+	lo = min(lo, len(lines))
+	at := lo
+	decodes, spent := 0, 0
+	for k := lo; k <= len(lines) && decodes < maxLocateDecodes && spent < maxLocateBytes; k++ {
+		prefix := data[:lines[k-1].next]
+		decodes++
+		spent += len(prefix)
+		if decodeErrorMsg(prefix) == msg {
+			at = k
+			break
+		}
+	}
+	l := lines[at-1]
+	col, hint := yamlErrorColumn([]rune(string(data[l.start:l.end])), msg)
+	return Pos{Line: at, Column: col}, hint
+}
+
+// decodeErrorMsg decodes every document of data and returns the message
+// of the first error (as splitYAMLError returns it), or "" if there is none.
+func decodeErrorMsg(data []byte) string {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for range len(data) + 2 {
+		var n yaml.Node
+		err := safeDecode(dec, &n)
+		if errors.Is(err, io.EOF) {
+			return ""
+		}
+		if err != nil {
+			msg, _ := splitYAMLError(err)
+			return msg
+		}
+	}
+	return ""
+}
+
+// yamlErrorColumn returns the 1-based column, on the line text, of the
+// character a YAML error with message msg is about, and a hint for the
+// message.
+func yamlErrorColumn(text []rune, msg string) (int, string) {
+	t := scanYAMLLine(text)
+	switch {
+	case msg == "found character that cannot start any token" || strings.Contains(msg, "tab character"):
+		if t.badStart >= 0 {
+			if text[t.badStart] == '\t' && !strings.Contains(msg, "tab") {
+				return t.badStart + 1, " (a tab; YAML indents with spaces)"
+			}
+			return t.badStart + 1, ""
+		}
+	case msg == "found unexpected end of stream":
+		if t.openQuote >= 0 {
+			return t.openQuote + 1, " (the quoted string that starts here is never closed)"
+		}
+	case msg == "found unexpected document indicator":
+		if t.openQuote >= 0 {
+			return t.openQuote + 1, ""
+		}
+	case msg == "did not find expected ',' or '}'":
+		if i := t.lastOpen(text, '{'); i >= 0 {
+			return i + 1, ""
+		}
+	case msg == "did not find expected ',' or ']'":
+		if i := t.lastOpen(text, '['); i >= 0 {
+			return i + 1, ""
+		}
+	case msg == "did not find expected node content":
+		if t.strayClose >= 0 {
+			return t.strayClose + 1, ""
+		}
+		if len(t.opens) > 0 {
+			return t.opens[len(t.opens)-1] + 1, ""
+		}
+	case msg == "mapping values are not allowed in this context":
+		// The first ':' is allowed unless it is the only one (a key that
+		// continues the line above); the second never is.
+		if len(t.colons) > 1 {
+			return t.colons[1] + 1, ""
+		}
+		if len(t.colons) == 1 {
+			return t.colons[0] + 1, ""
+		}
+	}
+	if t.firstToken >= 0 {
+		return t.firstToken + 1, ""
+	}
+	return 1, ""
+}
+
+// yamlLine is what scanYAMLLine finds on one line; indexes are rune
+// indexes into the line, -1 when there is none.
+type yamlLine struct {
+	firstToken int   // the first character that is not a space or tab
+	badStart   int   // the first tab, '@', '`' or '%' where a token may begin (outside brackets for a tab)
+	openQuote  int   // a quote that the line does not close
+	opens      []int // '[' and '{' the line does not close
+	strayClose int   // the first ']' or '}' that closes nothing on the line
+	colons     []int // the ':' that are mapping-value indicators
+}
+
+// lastOpen returns the last unclosed bracket c, or -1.
+func (t *yamlLine) lastOpen(text []rune, c rune) int {
+	for i := len(t.opens) - 1; i >= 0; i-- {
+		if text[t.opens[i]] == c {
+			return t.opens[i]
+		}
+	}
+	return -1
+}
+
+// scanYAMLLine tokenizes one line of YAML roughly: enough to find the
+// characters syntax errors are about. It skips quoted strings and stops at
+// a comment.
+func scanYAMLLine(text []rune) yamlLine {
+	t := yamlLine{firstToken: -1, badStart: -1, openQuote: -1, strayClose: -1}
+	blankAt := func(i int) bool { return i >= len(text) || text[i] == ' ' || text[i] == '\t' }
+	boundary := true // a token may begin here
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		if c == ' ' {
+			boundary = true
+			continue
+		}
+		if c == '\t' {
+			if boundary && len(t.opens) == 0 && t.badStart < 0 {
+				t.badStart = i
+			}
+			boundary = true
+			continue
+		}
+		if t.firstToken < 0 {
+			t.firstToken = i
+		}
+		switch {
+		case c == '#' && boundary:
+			return t
+		case (c == '"' || c == '\'') && boundary:
+			j := closingQuote(text, i)
+			if j < 0 {
+				t.openQuote = i
+				return t
+			}
+			i = j
+		case c == '[' || c == '{':
+			t.opens = append(t.opens, i)
+			boundary = true
+			continue
+		case c == ']' || c == '}':
+			if n := len(t.opens); n > 0 && text[t.opens[n-1]] == map[rune]rune{']': '[', '}': '{'}[c] {
+				t.opens = t.opens[:n-1]
+			} else if t.strayClose < 0 {
+				t.strayClose = i
+			}
+		case c == ',' && len(t.opens) > 0:
+			boundary = true
+			continue
+		case c == ':' && (blankAt(i+1) || (len(t.opens) > 0 && strings.ContainsRune(",[]{}", text[i+1]))):
+			t.colons = append(t.colons, i)
+			boundary = true
+			continue
+		case (c == '-' || c == '?') && boundary && blankAt(i+1):
+			boundary = true
+			continue
+		case (c == '@' || c == '`' || c == '%') && boundary:
+			if t.badStart < 0 {
+				t.badStart = i
+			}
+		}
+		boundary = false
+	}
+	return t
+}
+
+// closingQuote returns the index of the quote that closes the one at
+// text[open], or -1 if the line does not close it.
+func closingQuote(text []rune, open int) int {
+	q := text[open]
+	for j := open + 1; j < len(text); j++ {
+		switch {
+		case q == '"' && text[j] == '\\':
+			j++
+		case text[j] == q && q == '\'' && j+1 < len(text) && text[j+1] == '\'':
+			j++
+		case text[j] == q:
+			return j
+		}
+	}
+	return -1
+}
+
+// lineSpan is one line of a file: its text is data[start:end], and the
+// next line begins at next (after the line break).
+type lineSpan struct{ start, end, next int }
+
+// splitLines splits data into lines at the line breaks YAML knows (LF,
+// CR LF, CR, NEL, LS, PS), so that line numbers agree with yaml.v3's.
+func splitLines(data []byte) []lineSpan {
+	var out []lineSpan
+	start := 0
+	for i := 0; i < len(data); {
+		w := lineBreakLen(data[i:])
+		if w == 0 {
+			i++
+			continue
+		}
+		out = append(out, lineSpan{start: start, end: i, next: i + w})
+		i += w
+		start = i
+	}
+	if start < len(data) {
+		out = append(out, lineSpan{start: start, end: len(data), next: len(data)})
+	}
+	return out
+}
+
+// lineBreakLen returns the length of the line break at the start of b, or 0.
+func lineBreakLen(b []byte) int {
+	switch {
+	case len(b) >= 2 && b[0] == '\r' && b[1] == '\n':
+		return 2
+	case b[0] == '\r' || b[0] == '\n':
+		return 1
+	case bytes.HasPrefix(b, []byte("\u0085")):
+		return 2
+	case bytes.HasPrefix(b, []byte("\u2028")), bytes.HasPrefix(b, []byte("\u2029")):
+		return 3
+	}
+	return 0
+}
+
+// offsetPos returns the position of byte offset off of data.
+func offsetPos(data []byte, lines []lineSpan, off int) Pos {
+	for i, l := range lines {
+		if off < l.next || i == len(lines)-1 {
+			return Pos{Line: i + 1, Column: utf8.RuneCount(data[l.start:min(off, l.end)]) + 1}
+		}
+	}
+	return filePos
+}
+
+// firstNonText returns the offset of the first byte of data that is not
+// UTF-8 or is a character YAML does not allow in a file, or -1.
+func firstNonText(data []byte) int {
+	for i := 0; i < len(data); {
+		r, w := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && w <= 1 {
+			return i
+		}
+		if !yamlAllowedRune(r) {
+			return i
+		}
+		i += w
+	}
+	return -1
+}
+
+// yamlAllowedRune reports whether YAML allows r in a file (YAML 1.2
+// c-printable, as yaml.v3 checks it).
+func yamlAllowedRune(r rune) bool {
+	switch {
+	case r == 0x09, r == 0x0A, r == 0x0D, r >= 0x20 && r <= 0x7E, r == 0x85,
+		r >= 0xA0 && r <= 0xD7FF, r >= 0xE000 && r <= 0xFFFD, r >= 0x10000 && r <= 0x10FFFF:
+		return true
+	}
+	return false
+}
+
+// findAlias returns the offset of the first alias "*name" in data, or -1.
+func findAlias(data []byte, name string) int {
+	alias := []byte("*" + name)
+	for from := 0; from < len(data); {
+		i := bytes.Index(data[from:], alias)
+		if i < 0 {
+			return -1
+		}
+		i += from
+		end := i + len(alias)
+		before := i == 0 || bytes.IndexByte([]byte(" \t\r\n[{,"), data[i-1]) >= 0
+		after := end == len(data) || bytes.IndexByte([]byte(" \t\r\n]},"), data[end]) >= 0
+		if before && after {
+			return i
+		}
+		from = i + 1
+	}
+	return -1
+}
+
+// hasPrefixAny reports whether s begins with one of prefixes.
+func hasPrefixAny(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
 }

@@ -232,11 +232,15 @@ func TestParseFileRejects(t *testing.T) {
 	}{{
 		name: "empty file",
 		src:  "",
-		want: []string{"t.yaml: file is empty; expected version: v1 and mig-configs"},
+		want: []string{"t.yaml:1:1: file is empty; expected version: v1 and mig-configs"},
 	}, {
 		name: "only comments",
 		src:  "# nothing here\n\n",
-		want: []string{"t.yaml: file is empty; expected version: v1 and mig-configs"},
+		want: []string{"t.yaml:1:1: file is empty; expected version: v1 and mig-configs"},
+	}, {
+		name: "only a document marker",
+		src:  "---\n",
+		want: []string{"t.yaml:1:1: file is empty; expected version: v1 and mig-configs"},
 	}, {
 		name: "null document",
 		src:  "~\n",
@@ -252,7 +256,7 @@ func TestParseFileRejects(t *testing.T) {
 	}, {
 		name: "YAML syntax error",
 		src:  lfHeader + "  a: [\n",
-		want: []string{"t.yaml:3: invalid YAML: did not find expected node content"},
+		want: []string{"t.yaml:3:6: invalid YAML: did not find expected node content"},
 	}, {
 		name: "two documents",
 		src:  lfHeader + "  a:\n    - devices: all\n      mig-enabled: false\n---\nversion: v1\n",
@@ -641,5 +645,110 @@ func TestMarshalOddConfigNames(t *testing.T) {
 	_, err := migconfig.ParseFile("t.yaml", []byte(lfHeader+"  ? "+strings.Repeat("k", 1500)+"\n  : - devices: all\n      mig-enabled: false\n"))
 	if want := "t.yaml:3:5: mig-configs: config name \"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk…\" is 1500 bytes long; at most 128 are allowed"; err == nil || err.Error() != want {
 		t.Errorf("long config name: %v\nwant %s", err, want)
+	}
+}
+
+// TestParseFileSyntaxErrorPositions checks that YAML syntax errors point at
+// the line and column of the problem, not at the line yaml.v3 reports
+// (which for parser errors is the 0-based line of the enclosing
+// collection, and for errors on the first line is missing).
+func TestParseFileSyntaxErrorPositions(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want string
+	}{{
+		name: "tab before anything",
+		src:  "\t bad",
+		want: "t.yaml:1:1: invalid YAML: found character that cannot start any token (a tab; YAML indents with spaces)",
+	}, {
+		name: "tab indentation",
+		src:  lfHeader + "  a:\n\t- devices: all\n\t  mig-enabled: false\n",
+		want: "t.yaml:4:1: invalid YAML: found character that cannot start any token (a tab; YAML indents with spaces)",
+	}, {
+		name: "tab after spaces",
+		src:  lfHeader + "  a:\n    - devices: all\n    \tmig-enabled: false\n",
+		want: "t.yaml:5:5: invalid YAML: found a tab character that violates indentation",
+	}, {
+		name: "character that cannot start a token",
+		src:  lfHeader + "  a:\n    - devices: @all\n",
+		want: "t.yaml:4:16: invalid YAML: found character that cannot start any token",
+	}, {
+		name: "key indented less than its mapping",
+		src:  lfHeader + "  a:\n    - devices: all\n     mig-enabled: true\n      mig-devices: {}\n",
+		want: "t.yaml:5:6: invalid YAML: did not find expected '-' indicator",
+	}, {
+		name: "key indented less than its mapping, in a mapping",
+		src:  "version: v1\nmig-configs:\n  a:\n    - devices: all\n      mig-enabled: false\n  b:\n    - devices: all\n   mig-enabled: false\n",
+		want: "t.yaml:8:4: invalid YAML: did not find expected key",
+	}, {
+		name: "key indented more than its mapping",
+		src:  lfHeader + "  a:\n    - devices: all\n        mig-enabled: false\n",
+		want: "t.yaml:5:20: invalid YAML: mapping values are not allowed in this context",
+	}, {
+		name: "two values on the first line",
+		src:  "version: v1: v2\n",
+		want: "t.yaml:1:12: invalid YAML: mapping values are not allowed in this context",
+	}, {
+		name: "three values on one line",
+		src:  "version: v1\nmig-configs: a: b: c\n",
+		want: "t.yaml:2:15: invalid YAML: mapping values are not allowed in this context",
+	}, {
+		name: "unclosed double quote",
+		src:  lfHeader + "  a:\n    - devices: \"all\n      mig-enabled: false\n",
+		want: "t.yaml:4:16: invalid YAML: found unexpected end of stream (the quoted string that starts here is never closed)",
+	}, {
+		name: "unclosed single quote",
+		src:  lfHeader + "  'a:\n    - devices: all\n",
+		want: "t.yaml:3:3: invalid YAML: found unexpected end of stream (the quoted string that starts here is never closed)",
+	}, {
+		name: "unclosed flow mapping",
+		src:  lfHeader + "  a:\n    - {devices: all, mig-enabled: false\n",
+		want: "t.yaml:4:7: invalid YAML: did not find expected ',' or '}'",
+	}, {
+		name: "unclosed flow mapping on the first line",
+		src:  "{version: v1",
+		want: "t.yaml:1:1: invalid YAML: did not find expected ',' or '}'",
+	}, {
+		name: "unclosed flow sequence",
+		src:  lfHeader + "  a:\n    - devices: [0, 1\n      mig-enabled: false\n",
+		want: "t.yaml:4:16: invalid YAML: did not find expected ',' or ']'",
+	}, {
+		name: "control character",
+		src:  lfHeader + "  a:\x01\n",
+		want: "t.yaml:3:5: invalid YAML: control characters are not allowed",
+	}, {
+		name: "invalid UTF-8",
+		src:  lfHeader + "  a\xff: []\n",
+		want: "t.yaml:3:4: invalid YAML: invalid leading UTF-8 octet",
+	}, {
+		name: "unknown anchor",
+		src:  lfHeader + "  a: *nope\n",
+		want: "t.yaml:3:6: invalid YAML: unknown anchor 'nope' referenced",
+	}, {
+		name: "syntax error in a second document",
+		src:  "version: v1\n---\n\t",
+		want: "t.yaml:3:1: invalid YAML: found character that cannot start any token (a tab; YAML indents with spaces)",
+	}, {
+		name: "CRLF line breaks",
+		src:  "version: v1\r\nmig-configs:\r\n  a:\r\n\t- devices: all\r\n",
+		want: "t.yaml:4:1: invalid YAML: found character that cannot start any token (a tab; YAML indents with spaces)",
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := migconfig.ParseFile("t.yaml", []byte(tt.src))
+			var list migconfig.ErrorList
+			if !errors.As(err, &list) || len(list) == 0 {
+				t.Fatalf("ParseFile(%q) = %v, want an ErrorList", tt.src, err)
+			}
+			if got := list[0].Error(); got != tt.want {
+				t.Errorf("ParseFile(%q):\n got %s\nwant %s", tt.src, got, tt.want)
+			}
+			for _, e := range list {
+				if e.Line <= 0 || e.Column <= 0 {
+					t.Errorf("error without a position: %s", e)
+				}
+			}
+		})
 	}
 }

@@ -3,15 +3,18 @@ package migconfig_test
 import (
 	"errors"
 	"os"
+	"reflect"
 	"testing"
 
 	"github.com/tessera-gpu/tessera/migconfig"
 )
 
 // FuzzParseFile checks that ParseFile never panics, that every rejection
-// is a non-empty ErrorList of positioned errors, that every accepted file
-// marshals (YAML and JSON) to a file that parses back equal, and that
-// Validate and Resolve never panic on what ParseFile accepts.
+// is a non-empty ErrorList of errors that each carry a line, that every
+// accepted file marshals (YAML and JSON) to a file that parses back equal,
+// that Validate and Resolve never panic on what ParseFile accepts, and that
+// ResolveDetail agrees with Resolve and reports only overrides of earlier
+// entries by later ones.
 func FuzzParseFile(f *testing.F) {
 	for _, p := range lfFixtures(f) {
 		data, err := os.ReadFile(p)
@@ -34,7 +37,12 @@ func FuzzParseFile(f *testing.F) {
 		lfHeader + "  \"<<\":\n    - devices: all\n      mig-enabled: false\n  \"123\":\n    - devices: []\n      mig-enabled: false\n",
 		"version: v1\n---\nversion: v1\n",
 		"\t",
+		"\t bad",
 		"version: v1\nmig-configs:\n  a: [\n",
+		"version: v1\nmig-configs:\n  a:\n    - devices: all\n     mig-enabled: true\n",
+		"version: v1\nmig-configs:\n  a:\n    - devices: \"all\n",
+		"version: v1\nmig-configs:\n  a:\n    - {devices: all\n",
+		"a: \x01\r\nb: \xff\u2028c: *x\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -57,6 +65,9 @@ func FuzzParseFile(f *testing.F) {
 				if e.File != "fuzz.yaml" || e.Msg == "" {
 					t.Fatalf("badly formed error %#v", e)
 				}
+				if e.Line <= 0 || e.Column < 0 {
+					t.Fatalf("error without a line: %s\ninput: %q", e, data)
+				}
 			}
 			return
 		}
@@ -66,6 +77,18 @@ func FuzzParseFile(f *testing.F) {
 			layouts, err := file.Resolve(cat, name, node)
 			if err == nil && layouts == nil {
 				t.Fatalf("Resolve(%q) returned neither layouts nor an error", name)
+			}
+			res, derr := file.ResolveDetail(cat, name, node)
+			if (err == nil) != (derr == nil) || (err == nil && !reflect.DeepEqual(res.Layouts, layouts)) {
+				t.Fatalf("ResolveDetail(%q) = %+v, %v; Resolve = %+v, %v", name, res, derr, layouts, err)
+			}
+			if res == nil {
+				continue
+			}
+			for _, o := range res.Overrides {
+				if _, ok := layouts[o.GPU]; !ok || o.Replaced >= o.Entry || o.Config != name {
+					t.Fatalf("ResolveDetail(%q): bad override %+v of layouts %+v", name, o, layouts)
+				}
 			}
 		}
 	})

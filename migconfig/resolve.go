@@ -13,8 +13,11 @@ import (
 //
 //   - an entry selects the GPUs that match its device-filter (if it has
 //     one) and its devices; a GPU selected by no entry is absent from the
-//     result, and so left untouched; a GPU selected by two entries is an
-//     error naming both;
+//     result, and so left untouched;
+//   - mig-parted applies a config's entries in order, so a GPU that several
+//     entries select ends with the last one's layout: that entry overrides
+//     the earlier ones for that GPU (ResolveDetail reports each override),
+//     and problems of the layouts it overrides do not count;
 //   - "devices: all" skips GPUs that are not MIG-capable; an index that
 //     does not exist, or a GPU that is not MIG-capable named by index in an
 //     entry with mig-enabled: true, is an error (a non-capable GPU named in
@@ -29,8 +32,65 @@ import (
 //
 // An entry with mig-enabled: false gives {MigEnabled: false} and needs no
 // catalog model. config may be "" when the file has exactly one config.
-// Instances are sorted with SortInstances. Every problem is reported, each as a *FileError in an ErrorList.
+// Instances are sorted with SortInstances. Every problem is reported, each
+// as a *FileError in an ErrorList.
 func (f *File) Resolve(cat *Catalog, config string, node NodeState) (map[int]GPULayout, error) {
+	r, err := f.ResolveDetail(cat, config, node)
+	if err != nil {
+		return nil, err
+	}
+	return r.Layouts, nil
+}
+
+// Resolution is what ResolveDetail returns: the layouts and how the
+// config's entries combined to give them.
+type Resolution struct {
+	// Layouts maps GPU index to desired layout, as Resolve returns it.
+	Layouts map[int]GPULayout
+	// Overrides lists every time an entry replaced, for one GPU, the layout
+	// an earlier entry of the config gave it, in entry order and then in
+	// the node's GPU order. Legal (mig-parted does the same), but often
+	// a mistake worth a warning.
+	Overrides []Override
+}
+
+// Override is one GPU that two entries of a config select: the later
+// entry's layout replaces the earlier one's.
+type Override struct {
+	// File is the file's path, as ParseFile was given it.
+	File string
+	// Config is the config's name.
+	Config string
+	// GPU is the GPU's index.
+	GPU int
+	// Entry is the index, in the config, of the entry whose layout
+	// replaces the other, and EntryPos its position in the file.
+	Entry    int
+	EntryPos Pos
+	// Replaced is the index of the entry whose layout is replaced, and
+	// ReplacedPos its position in the file.
+	Replaced    int
+	ReplacedPos Pos
+}
+
+// String formats the override as a FileError formats an error, positioned
+// at the entry that wins:
+//
+//	layouts.yaml:14:7: mig-configs.c[3]: GPU 0: overrides the layout of mig-configs.c[1] (line 7)
+func (o Override) String() string {
+	e := FileError{
+		File:   o.File,
+		Line:   o.EntryPos.Line,
+		Column: o.EntryPos.Column,
+		Field:  entryField(o.Config, o.Entry, ""),
+		Msg:    fmt.Sprintf("GPU %d: overrides the layout of %s", o.GPU, entryRef(o.Config, o.Replaced, o.ReplacedPos)),
+	}
+	return e.Error()
+}
+
+// ResolveDetail is Resolve, also reporting which entries override others
+// (see Resolution). It returns a nil Resolution with its error.
+func (f *File) ResolveDetail(cat *Catalog, config string, node NodeState) (*Resolution, error) {
 	sink := &errorSink{file: f.Path}
 	if cat == nil {
 		cat = &Catalog{} // every MIG-enabled GPU is then of an unknown model
@@ -45,47 +105,32 @@ func (f *File) Resolve(cat *Catalog, config string, node NodeState) (map[int]GPU
 			byIndex[g.Index] = i
 		}
 	}
-	owner := map[int]int{} // GPU index → entry index
-	out := map[int]GPULayout{}
+	// First pass: which GPUs each entry selects, and which entry is the
+	// last to select each GPU.
+	res := &Resolution{Layouts: map[int]GPULayout{}}
+	selected := make([][]int, len(entries)) // positions in node.GPUs
+	owner := map[int]int{}                  // GPU index → entry index
+	for ei := range entries {
+		e := &entries[ei]
+		selected[ei] = f.selectGPUs(sink, config, ei, e, node, byIndex)
+		for _, gi := range selected[ei] {
+			idx := node.GPUs[gi].Index
+			if prev, taken := owner[idx]; taken {
+				res.Overrides = append(res.Overrides, Override{
+					File: f.Path, Config: config, GPU: idx,
+					Entry: ei, EntryPos: e.Source.Pos,
+					Replaced: prev, ReplacedPos: entries[prev].Source.Pos,
+				})
+			}
+			owner[idx] = ei
+		}
+	}
+	// Second pass: each entry's layout on the GPUs it decides. Build the
+	// layout once per model; report problems once per model, naming every
+	// GPU they hit.
 	for ei := range entries {
 		e := &entries[ei]
 		entryPos := e.Source.Pos
-		var selected []int // positions in node.GPUs
-		if e.Devices.All {
-			for gi, g := range node.GPUs {
-				if g.MigCapable && matchesFilters(e.DeviceFilter, g) {
-					selected = append(selected, gi)
-				}
-			}
-		} else {
-			seen := map[int]bool{}
-			for _, idx := range e.Devices.Indexes {
-				if seen[idx] {
-					continue
-				}
-				seen[idx] = true
-				gi, ok := byIndex[idx]
-				if !ok {
-					sink.add(orPos(e.Source.Devices, entryPos), entryField(config, ei, keyDevices), nil,
-						"GPU %d does not exist; the node has %s", idx, describeIndexes(node))
-					continue
-				}
-				g := node.GPUs[gi]
-				if !matchesFilters(e.DeviceFilter, g) {
-					continue
-				}
-				if !g.MigCapable {
-					if e.MigEnabled {
-						sink.add(orPos(e.Source.Devices, entryPos), entryField(config, ei, keyDevices), nil,
-							"GPU %d (%s) does not support MIG", idx, gpuLabel(g))
-					}
-					continue
-				}
-				selected = append(selected, gi)
-			}
-		}
-		// Build the layout once per model; report problems once per model,
-		// naming every GPU they hit.
 		type built struct {
 			layout GPULayout
 			errs   []*FileError
@@ -93,17 +138,13 @@ func (f *File) Resolve(cat *Catalog, config string, node NodeState) (map[int]GPU
 		}
 		var order []string
 		byModel := map[string]*built{}
-		for _, gi := range selected {
+		for _, gi := range selected[ei] {
 			g := node.GPUs[gi]
-			if prev, taken := owner[g.Index]; taken {
-				sink.add(entryPos, entryField(config, ei, ""), nil,
-					"GPU %d is selected by both %s and %s",
-					g.Index, entryRef(config, prev, entries[prev].Source.Pos), entryRef(config, ei, entryPos))
-				continue
+			if owner[g.Index] != ei {
+				continue // a later entry overrides this one
 			}
-			owner[g.Index] = ei
 			if !e.MigEnabled {
-				out[g.Index] = GPULayout{MigEnabled: false}
+				res.Layouts[g.Index] = GPULayout{MigEnabled: false}
 				continue
 			}
 			m, ok := cat.Lookup(g)
@@ -132,14 +173,56 @@ func (f *File) Resolve(cat *Catalog, config string, node NodeState) (map[int]GPU
 				continue
 			}
 			for _, idx := range b.gpus {
-				out[idx] = cloneLayout(b.layout)
+				res.Layouts[idx] = cloneLayout(b.layout)
 			}
 		}
 	}
 	if err := sink.errs.Err(); err != nil {
 		return nil, err
 	}
-	return out, nil
+	return res, nil
+}
+
+// selectGPUs returns the positions in node.GPUs of the GPUs entry ei
+// selects, each once, recording an error for each index that does not
+// exist and each GPU without MIG that it names while enabling MIG.
+func (f *File) selectGPUs(sink *errorSink, config string, ei int, e *ConfigEntry, node NodeState, byIndex map[int]int) []int {
+	var selected []int
+	if e.Devices.All {
+		for gi, g := range node.GPUs {
+			if g.MigCapable && matchesFilters(e.DeviceFilter, g) {
+				selected = append(selected, gi)
+			}
+		}
+		return selected
+	}
+	pos := orPos(e.Source.Devices, e.Source.Pos)
+	seen := map[int]bool{}
+	for _, idx := range e.Devices.Indexes {
+		if seen[idx] {
+			continue
+		}
+		seen[idx] = true
+		gi, ok := byIndex[idx]
+		if !ok {
+			sink.add(pos, entryField(config, ei, keyDevices), nil,
+				"GPU %d does not exist; the node has %s", idx, describeIndexes(node))
+			continue
+		}
+		g := node.GPUs[gi]
+		if !matchesFilters(e.DeviceFilter, g) {
+			continue
+		}
+		if !g.MigCapable {
+			if e.MigEnabled {
+				sink.add(pos, entryField(config, ei, keyDevices), nil,
+					"GPU %d (%s) does not support MIG", idx, gpuLabel(g))
+			}
+			continue
+		}
+		selected = append(selected, gi)
+	}
+	return selected
 }
 
 // selectConfig returns the named config's entries; "" selects the only
@@ -166,8 +249,12 @@ func (f *File) selectConfig(config string) (string, []ConfigEntry, error) {
 // catalog model whose device IDs it names (a filter that names no catalog
 // model is not checked: mig-parted files name GPUs Tessera may not
 // catalog); an entry without one must resolve and validate on at least one
-// catalog model, and otherwise the error explains why not on the closest
-// model. Every problem is reported, each as a *FileError in an ErrorList.
+// catalog model. When it fits none, the error explains why: when several
+// models have all of the entry's profile names, it gives each of those
+// models' own reasons, each naming its model (one name can be different
+// profiles on different models: "1g.10gb" has 2 memory slices on the
+// A100-40GB and 1 on the A100-80GB); otherwise it explains why not on the
+// closest model. Every problem is reported, each as a *FileError in an ErrorList.
 func (f *File) Validate(cat *Catalog) error {
 	sink := &errorSink{file: f.Path}
 	var models []GPUModel
@@ -203,6 +290,7 @@ func (f *File) Validate(cat *Catalog) error {
 			}
 			var best []*FileError
 			var bestModel *GPUModel
+			var complete [][]*FileError // errors on each model that has all the entry's profiles
 			fits := false
 			for mi := range models {
 				m := &models[mi]
@@ -211,11 +299,21 @@ func (f *File) Validate(cat *Catalog) error {
 					fits = true
 					break
 				}
+				if countUnknownNames(errs) == 0 {
+					complete = append(complete, errs)
+				}
 				if bestModel == nil || closer(errs, best) {
 					best, bestModel = errs, m
 				}
 			}
 			if fits {
+				continue
+			}
+			if len(complete) > 1 {
+				// One name can mean different profiles on different
+				// models ("1g.10gb"): give each model's own facts.
+				sink.errs = append(sink.errs, mergeModelErrors(complete,
+					"fits no GPU model in the catalog; on the models that have its profiles: ")...)
 				continue
 			}
 			for _, fe := range best {
@@ -226,6 +324,49 @@ func (f *File) Validate(cat *Catalog) error {
 		}
 	}
 	return sink.errs.Err()
+}
+
+// mergeModelErrors merges the errors of one entry on several models into
+// one error per position and field, whose message is prefix followed by
+// each distinct message there (each names its model where its fact is the
+// model's), in model order and joined by "; ".
+func mergeModelErrors(perModel [][]*FileError, prefix string) []*FileError {
+	type key struct {
+		pos   Pos
+		field string
+	}
+	var order []key
+	groups := map[key][]*FileError{}
+	for _, errs := range perModel {
+		for _, fe := range errs {
+			k := key{fe.Pos(), fe.Field}
+			if _, ok := groups[k]; !ok {
+				order = append(order, k)
+			}
+			groups[k] = append(groups[k], fe)
+		}
+	}
+	out := make([]*FileError, 0, len(order))
+	for _, k := range order {
+		var msgs []string
+		var causes []error
+		seen := map[string]bool{}
+		for _, fe := range groups[k] {
+			if seen[fe.Msg] {
+				continue
+			}
+			seen[fe.Msg] = true
+			msgs = append(msgs, fe.Msg)
+			if fe.Err != nil {
+				causes = append(causes, fe.Err)
+			}
+		}
+		c := *groups[k][0]
+		c.Msg = prefix + strings.Join(msgs, "; ")
+		c.Err = errors.Join(causes...)
+		out = append(out, &c)
+	}
+	return out
 }
 
 // closer reports whether errors a describe a nearer miss than b: fewer

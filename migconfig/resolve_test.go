@@ -280,16 +280,18 @@ func TestResolveErrors(t *testing.T) {
 		node: lfNode(lfGPU(0, lfA30ID)),
 		want: []string{`t.yaml:6:21: mig-configs.c[0].mig-devices: GPU 0: "5g.30gb" is not a profile of A30-24GB (it has 1g.6gb, 2g.12gb, 4g.24gb, 1g.6gb+me)`},
 	}, {
-		name: "GPU selected twice",
+		name: "errors of the entry that wins, not of the one it overrides",
 		src: lfHeader + `  c:
     - devices: all
-      mig-enabled: false
+      mig-enabled: true
+      mig-devices: {"1g.6gb": 4}
     - device-filter: "0x20B010DE"
       devices: [1]
-      mig-enabled: false
+      mig-enabled: true
+      mig-devices: {"3g.20gb": 3}
 `,
 		node: lfNode(lfGPU(0, lfA30ID), lfGPU(1, lfA100ID)),
-		want: []string{`t.yaml:6:7: mig-configs.c[1]: GPU 1 is selected by both mig-configs.c[0] (line 4) and mig-configs.c[1] (line 6)`},
+		want: []string{`t.yaml:10:21: mig-configs.c[1].mig-devices: GPU 1: 3 × 3g.20gb: A100-SXM4-40GB allows at most 2`},
 	}, {
 		name: "index that does not exist, non-MIG GPU by index",
 		src: lfHeader + `  c:
@@ -486,5 +488,158 @@ func TestValidate(t *testing.T) {
 	empty, _ := migconfig.NewCatalog()
 	if err := ok.Validate(empty); err == nil || !strings.Contains(err.Error(), "the catalog has no GPU models") {
 		t.Errorf("Validate(empty catalog) = %v", err)
+	}
+}
+
+// TestResolveLastEntryWins checks mig-parted's rule for a GPU that several
+// entries select: the entries apply in order, so the last one's layout is
+// the one the GPU ends with, and problems of the layouts it replaces do not
+// matter.
+func TestResolveLastEntryWins(t *testing.T) {
+	f := lfParse(t, lfHeader+`  c:
+    - devices: all
+      mig-enabled: true
+      mig-devices: {"7g.40gb": 1}
+    - devices: [0]
+      mig-enabled: true
+      mig-devices: {"1g.5gb": 7}
+    - device-filter: "0x20B710DE"
+      devices: all
+      mig-enabled: true
+      mig-devices: {"2g.12gb": 2}
+    - devices: [0, 3]
+      mig-enabled: false
+`)
+	node := lfNode(lfGPU(0, lfA100ID), lfGPU(1, lfA100ID), lfGPU(2, lfA30ID), lfGPU(3, lfA100ID))
+	seven := make([]migconfig.Instance, 7)
+	for i := range seven {
+		seven[i] = lfIn(19, 1, -1)
+	}
+	want := map[int]migconfig.GPULayout{
+		0: {MigEnabled: false},
+		1: {MigEnabled: true, Instances: []migconfig.Instance{lfIn(0, 8, -1)}},
+		2: {MigEnabled: true, Instances: []migconfig.Instance{lfIn(5, 2, -1), lfIn(5, 2, -1)}},
+		3: {MigEnabled: false},
+	}
+	got, err := f.Resolve(lfCatalog(t), "c", node)
+	if err != nil {
+		t.Fatalf("Resolve: %v", err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Resolve:\n got %+v\nwant %+v", got, want)
+	}
+
+	res, err := f.ResolveDetail(lfCatalog(t), "c", node)
+	if err != nil {
+		t.Fatalf("ResolveDetail: %v", err)
+	}
+	if !reflect.DeepEqual(res.Layouts, want) {
+		t.Errorf("ResolveDetail.Layouts:\n got %+v\nwant %+v", res.Layouts, want)
+	}
+	wantOverrides := []migconfig.Override{
+		{File: "t.yaml", Config: "c", GPU: 0, Entry: 1, EntryPos: migconfig.Pos{Line: 7, Column: 7}, Replaced: 0, ReplacedPos: migconfig.Pos{Line: 4, Column: 7}},
+		{File: "t.yaml", Config: "c", GPU: 2, Entry: 2, EntryPos: migconfig.Pos{Line: 10, Column: 7}, Replaced: 0, ReplacedPos: migconfig.Pos{Line: 4, Column: 7}},
+		{File: "t.yaml", Config: "c", GPU: 0, Entry: 3, EntryPos: migconfig.Pos{Line: 14, Column: 7}, Replaced: 1, ReplacedPos: migconfig.Pos{Line: 7, Column: 7}},
+		{File: "t.yaml", Config: "c", GPU: 3, Entry: 3, EntryPos: migconfig.Pos{Line: 14, Column: 7}, Replaced: 0, ReplacedPos: migconfig.Pos{Line: 4, Column: 7}},
+	}
+	if !reflect.DeepEqual(res.Overrides, wantOverrides) {
+		t.Errorf("Overrides:\n got %+v\nwant %+v", res.Overrides, wantOverrides)
+	}
+	wantText := []string{
+		"t.yaml:7:7: mig-configs.c[1]: GPU 0: overrides the layout of mig-configs.c[0] (line 4)",
+		"t.yaml:10:7: mig-configs.c[2]: GPU 2: overrides the layout of mig-configs.c[0] (line 4)",
+		"t.yaml:14:7: mig-configs.c[3]: GPU 0: overrides the layout of mig-configs.c[1] (line 7)",
+		"t.yaml:14:7: mig-configs.c[3]: GPU 3: overrides the layout of mig-configs.c[0] (line 4)",
+	}
+	for i, o := range res.Overrides {
+		if i < len(wantText) && o.String() != wantText[i] {
+			t.Errorf("Overrides[%d].String() = %q\nwant %q", i, o.String(), wantText[i])
+		}
+	}
+
+	// Without overrides the list is empty; errors give no Resolution.
+	one := lfParse(t, lfHeader+"  c:\n    - devices: all\n      mig-enabled: false\n")
+	if res, err := one.ResolveDetail(lfCatalog(t), "", node); err != nil || len(res.Overrides) != 0 || len(res.Layouts) != 4 {
+		t.Errorf("ResolveDetail without overrides = %+v, %v", res, err)
+	}
+	if res, err := one.ResolveDetail(lfCatalog(t), "nope", node); err == nil || res != nil {
+		t.Errorf("ResolveDetail(unknown config) = %+v, %v", res, err)
+	}
+}
+
+// TestResolveOverriddenEntryErrors checks which problems still count when
+// a later entry overrides an earlier one: problems of the overridden
+// layout do not, problems with the entry's own selection do.
+func TestResolveOverriddenEntryErrors(t *testing.T) {
+	f := lfParse(t, lfHeader+`  c:
+    - devices: [0, 5]
+      mig-enabled: true
+      mig-devices: {"5g.30gb": 1}
+    - devices: all
+      mig-enabled: false
+`)
+	_, err := f.Resolve(lfCatalog(t), "c", lfNode(lfGPU(0, lfA100ID)))
+	want := "t.yaml:4:7: mig-configs.c[0].devices: GPU 5 does not exist; the node has GPU 0"
+	if err == nil || err.Error() != want {
+		t.Errorf("Resolve error:\n%v\nwant:\n%s", err, want)
+	}
+}
+
+// TestValidateNamesEachModelsFacts checks that when an entry without a
+// device-filter fits no model, the message gives each model that has its
+// profiles its own facts, naming the model: "1g.10gb" is the 2-slice REV2
+// profile on the A100-40GB but the 1-slice profile on the A100-80GB and
+// the H100.
+func TestValidateNamesEachModelsFacts(t *testing.T) {
+	cat := migconfig.Builtin()
+	tests := []struct {
+		name string
+		src  string
+		want []string
+	}{{
+		name: "bad start",
+		src: lfHeader + `  c:
+    - devices: all
+      mig-enabled: true
+      mig-devices: {"1g.10gb": 1}
+      placements: {"1g.10gb": [7]}
+`,
+		want: []string{
+			`t.yaml:7:20: mig-configs.c[0].placements: fits no GPU model in the catalog; on the models that have its profiles: ` +
+				`7 is not a start of 1g.10gb on A100-SXM4-40GB (starts: 0, 2, 4, 6); ` +
+				`7 is not a start of 1g.10gb on A100-SXM4-80GB (starts: 0, 1, 2, 3, 4, 5, 6); ` +
+				`7 is not a start of 1g.10gb on H100-80GB (starts: 0, 1, 2, 3, 4, 5, 6)`,
+		},
+	}, {
+		name: "too many",
+		src: lfHeader + `  c:
+    - devices: all
+      mig-enabled: true
+      mig-devices: {"1g.10gb": 8}
+`,
+		want: []string{
+			`t.yaml:6:21: mig-configs.c[0].mig-devices: fits no GPU model in the catalog; on the models that have its profiles: ` +
+				`8 × 1g.10gb: A100-SXM4-40GB allows at most 4; ` +
+				`8 × 1g.10gb: A100-SXM4-80GB allows at most 7; ` +
+				`8 × 1g.10gb: H100-80GB allows at most 7`,
+		},
+	}, {
+		name: "one model has the profile",
+		src: lfHeader + `  c:
+    - devices: all
+      mig-enabled: true
+      mig-devices: {"3g.20gb": 3}
+`,
+		want: []string{
+			`t.yaml:6:21: mig-configs.c[0].mig-devices: fits no GPU model in the catalog; closest is A100-SXM4-40GB: 3 × 3g.20gb: A100-SXM4-40GB allows at most 2`,
+		},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := lfParse(t, tt.src).Validate(cat)
+			if got := lfErrLines(err); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Validate:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
 	}
 }
