@@ -316,6 +316,32 @@ func TestStructuredOutput(t *testing.T) {
 	}
 }
 
+// TestOverlappingEntriesLastWins checks mig-parted's rule for a GPU that
+// several entries select, and that the user is warned.
+func TestOverlappingEntriesLastWins(t *testing.T) {
+	file := writeFile(t, "overlap.yaml", `version: v1
+mig-configs:
+  mixed:
+    - devices: all
+      mig-enabled: true
+      mig-devices: {"7g.80gb": 1}
+    - devices: [1]
+      mig-enabled: true
+      mig-devices: {"1g.10gb": 7}
+`)
+	state := filepath.Join(t.TempDir(), "node.json")
+	flags := []string{"-f", file, "--backend", "sim:h100-80gb:2", "--sim-state", state}
+	code, _, stderr := tessera(t, append([]string{"mig", "apply"}, flags...)...)
+	if code != exitOK || !strings.Contains(stderr, "warning: ") || !strings.Contains(stderr, "GPU 1: overrides") {
+		t.Fatalf("apply: code %d, stderr %q", code, stderr)
+	}
+	_, out, _ := tessera(t, append([]string{"mig", "export", "-o", "table"}, flags...)...)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[1], "7g.80gb@0:8") || strings.Count(lines[2], "1g.10gb@") != 7 {
+		t.Fatalf("node after apply:\n%s", out)
+	}
+}
+
 func TestEnvironmentTwins(t *testing.T) {
 	t.Setenv("TESSERA_BACKEND", "sim:a30:4")
 	t.Setenv("TESSERA_SELECTED_CONFIG", "all-balanced")

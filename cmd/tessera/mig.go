@@ -154,9 +154,12 @@ func (o *migOptions) loadTarget(ctx context.Context, cmd *cobra.Command, cat *mi
 	if t.state, err = b.node.Snapshot(ctx); err != nil {
 		return fail(err)
 	}
-	if t.desired, err = f.Resolve(b.cat, config, t.state); err != nil {
+	res, err := f.ResolveDetail(b.cat, config, t.state)
+	if err != nil {
 		return fail(err)
 	}
+	t.desired = res.Layouts
+	warnOverrides(cmd.ErrOrStderr(), res)
 	if t.ops, err = migconfig.DiffNode(b.cat, t.state, t.desired); err != nil {
 		return fail(err)
 	}
@@ -203,16 +206,26 @@ whether it fits each of them); nothing is changed.`,
 				if err != nil {
 					return err
 				}
-				desired, err := f.Resolve(b.cat, config, state)
+				res, err := f.ResolveDetail(b.cat, config, state)
 				if err != nil {
 					return err
 				}
+				warnOverrides(cmd.ErrOrStderr(), res)
+				desired := res.Layouts
 				fmt.Fprintf(out, "%s: layout %q fits %d of the node's %d GPUs\n", f.Path, config, len(desired), len(state.GPUs))
 				return nil
 			}
 			fmt.Fprintf(out, "%s: %d layouts valid\n", f.Path, len(f.ConfigNames()))
 			return nil
 		},
+	}
+}
+
+// warnOverrides tells the user about GPUs that several entries of the
+// config select: the last entry wins, as in mig-parted.
+func warnOverrides(w io.Writer, res *migconfig.Resolution) {
+	for _, o := range res.Overrides {
+		fmt.Fprintf(w, "tessera: warning: %s\n", o)
 	}
 }
 
