@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -133,7 +132,7 @@ type target struct {
 // loadTarget parses the file, opens the backend, observes the node and
 // diffs it against the selected layout. Nothing is changed; a layout that
 // cannot be applied is refused here, before any mutating NVML call.
-func (o *migOptions) loadTarget(ctx context.Context, cmd *cobra.Command, cat *migconfig.Catalog) (*target, error) {
+func (o *migOptions) loadTarget(cmd *cobra.Command, cat *migconfig.Catalog) (*target, error) {
 	f, err := o.loadFile(cmd.InOrStdin())
 	if err != nil {
 		return nil, err
@@ -142,17 +141,14 @@ func (o *migOptions) loadTarget(ctx context.Context, cmd *cobra.Command, cat *mi
 	if err != nil {
 		return nil, err
 	}
-	b, err := openBackend(ctx, cat, o.backend, o.simState, o.logger(cmd.ErrOrStderr()))
+	b, state, err := o.observe(cmd, cat)
 	if err != nil {
 		return nil, err
 	}
-	t := &target{backend: b, file: f, config: config}
+	t := &target{backend: b, file: f, config: config, state: state}
 	fail := func(err error) (*target, error) {
 		b.close()
 		return nil, err
-	}
-	if t.state, err = b.node.Snapshot(ctx); err != nil {
-		return fail(err)
 	}
 	res, err := f.ResolveDetail(b.cat, config, t.state)
 	if err != nil {
@@ -164,6 +160,21 @@ func (o *migOptions) loadTarget(ctx context.Context, cmd *cobra.Command, cat *mi
 		return fail(err)
 	}
 	return t, nil
+}
+
+// observe opens the backend and reads the node. The caller closes the
+// backend.
+func (o *migOptions) observe(cmd *cobra.Command, cat *migconfig.Catalog) (*backend, migconfig.NodeState, error) {
+	b, err := openBackend(cmd.Context(), cat, o.backend, o.simState, o.logger(cmd.ErrOrStderr()))
+	if err != nil {
+		return nil, migconfig.NodeState{}, err
+	}
+	state, err := b.node.Snapshot(cmd.Context())
+	if err != nil {
+		b.close()
+		return nil, migconfig.NodeState{}, err
+	}
+	return b, state, nil
 }
 
 func newMigValidateCommand(o *migOptions, cat *migconfig.Catalog) *cobra.Command {
@@ -197,15 +208,11 @@ whether it fits each of them); nothing is changed.`,
 				if err != nil {
 					return err
 				}
-				b, err := openBackend(cmd.Context(), cat, o.backend, o.simState, o.logger(cmd.ErrOrStderr()))
+				b, state, err := o.observe(cmd, cat)
 				if err != nil {
 					return err
 				}
 				defer b.close()
-				state, err := b.node.Snapshot(cmd.Context())
-				if err != nil {
-					return err
-				}
 				res, err := f.ResolveDetail(b.cat, config, state)
 				if err != nil {
 					return err
@@ -257,7 +264,7 @@ creates that need their memory slices, are listed as held back unless
 --force is given.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			t, err := o.loadTarget(cmd.Context(), cmd, cat)
+			t, err := o.loadTarget(cmd, cat)
 			if err != nil {
 				return err
 			}
@@ -338,7 +345,7 @@ operations are reported as skipped, and the exit status is 1. An apply
 interrupted by an error converges when run again.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			t, err := o.loadTarget(cmd.Context(), cmd, cat)
+			t, err := o.loadTarget(cmd, cat)
 			if err != nil {
 				return err
 			}
@@ -398,7 +405,7 @@ layout selects has exactly its MIG mode and instances; 3 means it does not,
 and the differences are printed as the operations that would fix them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			t, err := o.loadTarget(cmd.Context(), cmd, cat)
+			t, err := o.loadTarget(cmd, cat)
 			if err != nil {
 				return err
 			}
@@ -428,15 +435,11 @@ distinct GPU layout, with Tessera's placements so that applying it elsewhere
 reproduces the exact layout. -o table prints the node as a table instead.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			b, err := openBackend(cmd.Context(), cat, o.backend, o.simState, o.logger(cmd.ErrOrStderr()))
+			b, state, err := o.observe(cmd, cat)
 			if err != nil {
 				return err
 			}
 			defer b.close()
-			state, err := b.node.Snapshot(cmd.Context())
-			if err != nil {
-				return err
-			}
 			out := cmd.OutOrStdout()
 			switch o.output {
 			case "table":
