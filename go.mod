@@ -9,4 +9,7 @@ require (
 	go.yaml.in/yaml/v3 v3.0.4
 )
 
-require github.com/inconshreveable/mousetrap v1.1.0 // indirect
+require (
+	github.com/inconshreveable/mousetrap v1.1.0 // indirect
+	gonum.org/v1/gonum v0.16.0 // indirect
+)
