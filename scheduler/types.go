@@ -112,6 +112,12 @@ type Options struct {
 	// Fresh plans as if every GPU were empty: running replicas and current
 	// layouts are ignored (no incremental re-plan).
 	Fresh bool `json:"fresh,omitempty"`
+	// Migrate lets an incremental re-plan move running replicas
+	// (make-before-break: the new replica starts before the old one stops)
+	// to drain GPUs, when it would otherwise use more than FreshSlack more
+	// GPUs than a fresh plan. Without it no slice running a replica is
+	// destroyed unless its service stops that replica.
+	Migrate bool `json:"migrate,omitempty"`
 }
 
 // Plan is the scheduler's answer: a layout and replicas per GPU, what
@@ -131,10 +137,16 @@ type Plan struct {
 	// Changes are the steps from the current cluster to the plan, in the
 	// order to run them (make-before-break where free slices allow).
 	Changes []Change `json:"changes,omitempty"`
-	// ChangedGPUs counts GPUs whose layout changes.
+	// ChangedGPUs counts GPUs in use before and after the plan whose
+	// layout changes: the GPUs whose running replicas may be disturbed.
 	ChangedGPUs int `json:"changedGPUs"`
+	// AddedGPUs counts GPUs that were empty and get a layout.
+	AddedGPUs int `json:"addedGPUs"`
+	// ReleasedGPUs counts GPUs that had a layout and end up empty.
+	ReleasedGPUs int `json:"releasedGPUs"`
 	// CapacityDip is the lowest fraction of the total demand served at
-	// any step of Changes (1 when the transition never dips).
+	// any step of Changes, relative to the lower of the fractions served
+	// before and after the transition: 1 when it never dips.
 	CapacityDip float64 `json:"capacityDip"`
 }
 
