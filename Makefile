@@ -26,9 +26,11 @@ test: ## run every test (unit, property, sim-backed, fuzz seeds)
 demo: build ## run the demo on a simulated 8x A100-80GB node
 	$(BIN)/tessera demo
 
-bench: ## run the benchmarks and print the apply report (incremental vs full wipe)
+bench: ## run the benchmarks, print the apply report and write the scheduler report bench/RESULTS.md
 	$(GO) test -run '^TestReport$$' -v ./gpu/sim/applycost/ | grep '|'
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) run ./cmd/tessera bench -o markdown > bench/RESULTS.md.tmp || { rm -f bench/RESULTS.md.tmp; exit 1; }
+	mv bench/RESULTS.md.tmp bench/RESULTS.md
 
 fuzz: ## fuzz the layout-file parser for $(FUZZTIME)
 	$(GO) test -run '^$$' -fuzz '^FuzzParseFile$$' -fuzztime $(FUZZTIME) ./migconfig/

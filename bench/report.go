@@ -1,0 +1,832 @@
+package bench
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tessera-gpu/tessera/migconfig"
+	"github.com/tessera-gpu/tessera/scheduler"
+)
+
+// TesseraPlanner is the name of Tessera's own planner in the benchmark.
+const TesseraPlanner = "tessera"
+
+// WholeGPUPlanner names the whole-GPU baseline, the reference of
+// Result.SavedVsWholeGPU.
+const WholeGPUPlanner = "whole-gpu"
+
+// staticPlanners are the static-layout baselines; the best of them that
+// meets the demand is the reference of Result.SavedVsBestStatic.
+var staticPlanners = [...]string{"all-1g", "all-2g", "all-3g", "all-balanced"}
+
+// Result is one row of the benchmark: one planner on one scenario, or on
+// one step of the dynamic scenario. Fractions are in [0, 1] (savings may
+// be negative: more GPUs than the reference).
+type Result struct {
+	Scenario string `json:"scenario"`
+	Planner  string `json:"planner"`
+	// Step names the demand step of a dynamic scenario this row re-plans;
+	// empty for the initial plan and for static scenarios.
+	Step string `json:"step,omitempty"`
+	// GPUs counts the GPUs the plan uses.
+	GPUs int `json:"gpus"`
+	// LB3 is scheduler.LowerBound's LB3 for the scenario (or step), and
+	// RatioLB3 = GPUs / LB3.
+	LB3      int     `json:"lb3"`
+	RatioLB3 float64 `json:"ratio_lb3"`
+	// SavedVsWholeGPU is 1 − GPUs / (GPUs of the whole-gpu baseline).
+	SavedVsWholeGPU float64 `json:"saved_vs_whole_gpu"`
+	// SavedVsBestStatic is 1 − GPUs / (GPUs of BestStatic); absent when no
+	// static baseline meets the demand.
+	SavedVsBestStatic *float64 `json:"saved_vs_best_static,omitempty"`
+	// BestStatic names the static-layout baseline (all-1g, all-2g, all-3g,
+	// all-balanced) that meets all demand with the fewest GPUs, and
+	// BestStaticGPUs is its GPU count.
+	BestStatic     string `json:"best_static,omitempty"`
+	BestStaticGPUs int    `json:"best_static_gpus,omitempty"`
+	// SliceUtilisation and MemorySliceUtilisation are the allocated
+	// compute and memory slices over those of the GPUs used.
+	SliceUtilisation       float64 `json:"slice_utilisation"`
+	MemorySliceUtilisation float64 `json:"memory_slice_utilisation"`
+	// DemandMet is Σ min(demand, capacity) / Σ demand.
+	DemandMet float64 `json:"demand_met"`
+	// StrandedSlices counts compute slices of used GPUs that no instance
+	// covers; FreeSlices counts instances without a replica.
+	StrandedSlices int `json:"stranded_slices"`
+	FreeSlices     int `json:"free_slices"`
+	// PlanSeconds is the median wall time of one plan over Runs runs;
+	// PlanSecondsP99 the 99th percentile (nearest rank: the slowest run
+	// when Runs < 100).
+	PlanSeconds    float64 `json:"plan_seconds"`
+	PlanSecondsP99 float64 `json:"plan_seconds_p99"`
+	Runs           int     `json:"runs"`
+	// AllocMiB is the memory allocated during one plan (the growth of
+	// runtime.MemStats.TotalAlloc), in MiB.
+	AllocMiB float64 `json:"alloc_mib"`
+	// ChangedGPUs counts, for a re-plan, the GPUs in use before and after
+	// whose layout changes (Tessera: Plan.ChangedGPUs; baselines, which
+	// re-plan fresh: the same count against the previous step's plan).
+	// AddedGPUs were empty and get a layout; ReleasedGPUs end up empty.
+	// ChangedFraction is ChangedGPUs / GPUs. All are absent outside
+	// re-plans.
+	ChangedGPUs     *int     `json:"changed_gpus,omitempty"`
+	AddedGPUs       *int     `json:"added_gpus,omitempty"`
+	ReleasedGPUs    *int     `json:"released_gpus,omitempty"`
+	ChangedFraction *float64 `json:"changed_fraction,omitempty"`
+	// CapacityDip is, for an incremental re-plan, Plan.CapacityDip: the
+	// lowest fraction of demand served during the transition relative to
+	// before and after (1: no dip). Absent for baselines, which do not
+	// plan a transition.
+	CapacityDip *float64 `json:"capacity_dip,omitempty"`
+	// FreshGPUs is, for an incremental re-plan, the GPUs a fresh plan of
+	// the same planner uses for the same step.
+	FreshGPUs *int `json:"fresh_gpus,omitempty"`
+	// Legal reports that the plan passed Evaluate and scheduler.Check.
+	Legal bool `json:"legal"`
+	// Error says why the planner failed or the plan is not legal.
+	Error string `json:"error,omitempty"`
+}
+
+// Planners returns Tessera's planner, which plans fresh, followed by the
+// baselines. In the dynamic scenario Run re-plans Tessera incrementally
+// (see Replanners).
+func Planners() []Planner {
+	tessera := Planner{Name: TesseraPlanner, Plan: func(cat *migconfig.Catalog, c scheduler.Cluster, w scheduler.Workload) (scheduler.Plan, error) {
+		return scheduler.NewPlanner(cat).Plan(c, w, scheduler.Options{Fresh: true})
+	}}
+	return append([]Planner{tessera}, Baselines()...)
+}
+
+// PlannerNames lists the names of Planners, in order.
+func PlannerNames() []string {
+	var names []string
+	for _, p := range Planners() {
+		names = append(names, p.Name)
+	}
+	return names
+}
+
+// SelectPlanners returns the planners of Planners with the given names, in
+// the order given; no names means all of them.
+func SelectPlanners(names ...string) ([]Planner, error) {
+	all := Planners()
+	if len(names) == 0 {
+		return all, nil
+	}
+	out := make([]Planner, 0, len(names))
+	for _, name := range names {
+		i := slices.IndexFunc(all, func(p Planner) bool { return p.Name == name })
+		if i < 0 {
+			return nil, fmt.Errorf("bench: unknown planner %q; valid planners: %s", name, strings.Join(PlannerNames(), ", "))
+		}
+		out = append(out, all[i])
+	}
+	return out, nil
+}
+
+// Replanner re-plans from a running cluster (one whose GPUs carry the
+// previous plan's layouts and replicas). Options are those the plan is
+// checked with (scheduler.Check).
+type Replanner struct {
+	Options scheduler.Options
+	Plan    func(cat *migconfig.Catalog, c scheduler.Cluster, w scheduler.Workload) (scheduler.Plan, error)
+}
+
+// Replanners returns the planners that re-plan incrementally in the
+// dynamic scenario, by planner name: Tessera, with Options{Migrate: true}
+// (Fresh false: running replicas stay where the demand still needs them;
+// Migrate: replicas may move, make-before-break, to drain GPUs when
+// keeping them all would cost noticeably more GPUs than a fresh plan). Every other planner re-plans fresh.
+func Replanners() map[string]Replanner {
+	opts := scheduler.Options{Migrate: true}
+	return map[string]Replanner{
+		TesseraPlanner: {Options: opts, Plan: func(cat *migconfig.Catalog, c scheduler.Cluster, w scheduler.Workload) (scheduler.Plan, error) {
+			return scheduler.NewPlanner(cat).Plan(c, w, opts)
+		}},
+	}
+}
+
+// RunOptions tune Run.
+type RunOptions struct {
+	// Runs is how many times each plan is timed; 0 means 5, or 3 once one
+	// plan of the (scenario, planner) has taken more than a second.
+	Runs int
+	// Progress, when set, gets one line per (scenario, planner) with the
+	// GPUs used and the time taken.
+	Progress io.Writer
+	// Catalog resolves GPU models; nil means migconfig.Builtin().
+	Catalog *migconfig.Catalog
+	// Replan maps planner names to their incremental re-planner for the
+	// dynamic scenario; nil means Replanners().
+	Replan map[string]Replanner
+}
+
+// Default timing repeats.
+const (
+	defaultRuns = 5
+	slowRuns    = 3
+	slowPlan    = time.Second
+)
+
+// Run plans every scenario with every planner and measures the plans. For
+// a scenario with steps (dynamic), each planner's initial plan is applied
+// to the cluster and every step is re-planned from the cluster as the
+// previous plan left it: incrementally by planners in opts.Replan, fresh
+// by the others. Planner failures and illegal plans are reported in
+// Result.Error, not as an error; Run fails only when ctx is done or the
+// reference computations (lower bound, reference baselines) fail.
+func Run(ctx context.Context, scenarios []Scenario, planners []Planner, opts RunOptions) ([]Result, error) {
+	cat := opts.Catalog
+	if cat == nil {
+		cat = migconfig.Builtin()
+	}
+	replan := opts.Replan
+	if replan == nil {
+		replan = Replanners()
+	}
+	var out []Result
+	for _, s := range scenarios {
+		refs := make([]reference, 1+len(s.Steps))
+		var err error
+		if refs[0], err = newReference(cat, s.Cluster, s.Workload); err != nil {
+			return out, fmt.Errorf("bench: scenario %s: %w", s.Name, err)
+		}
+		for i, st := range s.Steps {
+			if refs[i+1], err = newReference(cat, s.Cluster, st.Workload); err != nil {
+				return out, fmt.Errorf("bench: scenario %s step %s: %w", s.Name, st.Name, err)
+			}
+		}
+		for _, p := range planners {
+			start := time.Now()
+			rs, err := runPlanner(ctx, cat, s, p, replan, refs, opts.Runs)
+			out = append(out, rs...)
+			if err != nil {
+				return out, err
+			}
+			if opts.Progress != nil && len(rs) > 0 {
+				r := rs[0]
+				status := fmt.Sprintf("%d GPUs (LB3 %d), plan %s", r.GPUs, r.LB3, seconds(r.PlanSeconds))
+				if len(rs) > 1 {
+					status += fmt.Sprintf(", %d re-plans", len(rs)-1)
+				}
+				for _, r := range rs {
+					if r.Error != "" {
+						status += "; error: " + r.Error
+						break
+					}
+				}
+				fmt.Fprintf(opts.Progress, "bench: %s/%s: %s [%.1fs]\n", s.Name, p.Name, status, time.Since(start).Seconds())
+			}
+		}
+	}
+	return out, nil
+}
+
+// reference holds what every planner's result on one workload is
+// compared with.
+type reference struct {
+	lb3        int
+	wholeGPU   int
+	bestStatic string
+	bestGPUs   int
+}
+
+func newReference(cat *migconfig.Catalog, c scheduler.Cluster, w scheduler.Workload) (reference, error) {
+	b, err := scheduler.LowerBound(cat, c, w)
+	if err != nil {
+		return reference{}, fmt.Errorf("lower bound: %w", err)
+	}
+	ref := reference{lb3: b.LB3}
+	for _, p := range Baselines() {
+		if p.Name != WholeGPUPlanner && !slices.Contains(staticPlanners[:], p.Name) {
+			continue
+		}
+		plan, err := p.Plan(cat, c, w)
+		if err != nil {
+			return reference{}, fmt.Errorf("%s: %w", p.Name, err)
+		}
+		m, err := Evaluate(cat, c, w, plan)
+		if err != nil {
+			return reference{}, fmt.Errorf("%s: %w", p.Name, err)
+		}
+		if p.Name == WholeGPUPlanner {
+			ref.wholeGPU = m.GPUs
+			continue
+		}
+		if m.ServicesShort == 0 && m.ReplicasShort == 0 && (ref.bestStatic == "" || m.GPUs < ref.bestGPUs) {
+			ref.bestStatic, ref.bestGPUs = p.Name, m.GPUs
+		}
+	}
+	return ref, nil
+}
+
+// runPlanner runs one planner on one scenario: the initial plan, then, for
+// a dynamic scenario, one re-plan per step.
+func runPlanner(ctx context.Context, cat *migconfig.Catalog, s Scenario, p Planner, replan map[string]Replanner, refs []reference, runs int) ([]Result, error) {
+	plan, r, err := measure(ctx, runs, func() (scheduler.Plan, error) { return p.Plan(cat, s.Cluster, s.Workload) })
+	if err != nil {
+		return nil, err
+	}
+	r.Scenario, r.Planner = s.Name, p.Name
+	opts := scheduler.Options{Fresh: true}
+	fillResult(cat, &r, s.Cluster, s.Workload, plan, opts, refs[0])
+	out := []Result{r}
+	if r.Error != "" {
+		return out, nil
+	}
+	current := applyPlan(s.Cluster, plan)
+	rp, incremental := replan[p.Name]
+	for i, st := range s.Steps {
+		prev := current
+		do := func() (scheduler.Plan, error) { return p.Plan(cat, prev, st.Workload) }
+		if incremental {
+			do = func() (scheduler.Plan, error) { return rp.Plan(cat, prev, st.Workload) }
+			opts = rp.Options
+		}
+		plan, r, err := measure(ctx, runs, do)
+		if err != nil {
+			return out, err
+		}
+		r.Scenario, r.Planner, r.Step = s.Name, p.Name, st.Name
+		fillResult(cat, &r, prev, st.Workload, plan, opts, refs[i+1])
+		if r.Error == "" {
+			changed, added, released := layoutChanges(prev, plan)
+			if incremental {
+				changed = plan.ChangedGPUs
+				r.CapacityDip = ptr(plan.CapacityDip)
+				fresh, err := p.Plan(cat, prev, st.Workload)
+				if err != nil {
+					r.Error = fmt.Sprintf("fresh plan: %v", err)
+				} else {
+					r.FreshGPUs = ptr(fresh.GPUsUsed)
+				}
+			}
+			r.ChangedGPUs, r.AddedGPUs, r.ReleasedGPUs = ptr(changed), ptr(added), ptr(released)
+			r.ChangedFraction = ptr(ratio(float64(changed), float64(r.GPUs), 0))
+		}
+		out = append(out, r)
+		if r.Error != "" {
+			break
+		}
+		current = applyPlan(prev, plan)
+	}
+	return out, nil
+}
+
+// measure runs plan runs times (see RunOptions.Runs) and returns the last
+// plan with the timing fields of a Result set. A planner error ends the
+// runs and is reported in Result.Error; the error returned is ctx's.
+func measure(ctx context.Context, runs int, plan func() (scheduler.Plan, error)) (scheduler.Plan, Result, error) {
+	var (
+		r     Result
+		p     scheduler.Plan
+		times []float64
+	)
+	auto := runs <= 0
+	if auto {
+		runs = defaultRuns
+	}
+	var ms runtime.MemStats
+	for i := 0; i < runs; i++ {
+		if err := ctx.Err(); err != nil {
+			return p, r, err
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		before := ms.TotalAlloc
+		start := time.Now()
+		var err error
+		p, err = plan()
+		elapsed := time.Since(start)
+		runtime.ReadMemStats(&ms)
+		r.AllocMiB = float64(ms.TotalAlloc-before) / (1 << 20)
+		times = append(times, elapsed.Seconds())
+		if err != nil {
+			r.Error = err.Error()
+			break
+		}
+		if auto && i == 0 && elapsed > slowPlan {
+			runs = slowRuns
+		}
+	}
+	slices.Sort(times)
+	r.Runs = len(times)
+	r.PlanSeconds = quantile(times, 0.5)
+	r.PlanSecondsP99 = quantile(times, 0.99)
+	return p, r, nil
+}
+
+// quantile returns the q-quantile of sorted by nearest rank.
+func quantile(sorted []float64, q float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+// fillResult evaluates and checks plan and fills the result's metrics.
+func fillResult(cat *migconfig.Catalog, r *Result, c scheduler.Cluster, w scheduler.Workload, plan scheduler.Plan, opts scheduler.Options, ref reference) {
+	r.LB3 = ref.lb3
+	if r.Error != "" {
+		return
+	}
+	m, err := Evaluate(cat, c, w, plan)
+	if err != nil {
+		r.Error = fmt.Sprintf("evaluate: %v", err)
+		return
+	}
+	r.GPUs = m.GPUs
+	r.RatioLB3 = ratio(float64(m.GPUs), float64(ref.lb3), 0)
+	r.SavedVsWholeGPU = saved(m.GPUs, ref.wholeGPU)
+	if ref.bestStatic != "" {
+		r.BestStatic, r.BestStaticGPUs = ref.bestStatic, ref.bestGPUs
+		r.SavedVsBestStatic = ptr(saved(m.GPUs, ref.bestGPUs))
+	}
+	r.SliceUtilisation = m.SliceUtilisation
+	r.MemorySliceUtilisation = m.MemorySliceUtilisation
+	r.DemandMet = m.DemandMet
+	r.StrandedSlices = m.StrandedComputeSlices
+	r.FreeSlices = m.FreeSlices
+	if err := scheduler.Check(cat, c, w, plan, opts); err != nil {
+		r.Error = fmt.Sprintf("check: %v", strings.ReplaceAll(err.Error(), "\n", "; "))
+		return
+	}
+	r.Legal = true
+}
+
+func saved(gpus, ref int) float64 {
+	if ref == 0 {
+		return 0
+	}
+	return 1 - float64(gpus)/float64(ref)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// applyPlan returns the cluster as it runs once plan is applied: every GPU
+// carries the plan's slices and replicas.
+func applyPlan(c scheduler.Cluster, plan scheduler.Plan) scheduler.Cluster {
+	planned := make(map[gpuKey][]scheduler.Slice, len(plan.GPUs))
+	for _, g := range plan.GPUs {
+		planned[gpuKey{g.Node, g.Index}] = g.Slices
+	}
+	out := scheduler.Cluster{Nodes: make([]scheduler.Node, len(c.Nodes))}
+	for i, n := range c.Nodes {
+		node := scheduler.Node{Name: n.Name, GPUs: make([]scheduler.GPU, len(n.GPUs))}
+		for j, g := range n.GPUs {
+			g.Slices = slices.Clone(planned[gpuKey{n.Name, g.Index}])
+			node.GPUs[j] = g
+		}
+		out.Nodes[i] = node
+	}
+	return out
+}
+
+// layoutChanges counts, between the cluster's current layouts and the
+// plan's, the GPUs in use on both sides whose instances differ, the GPUs
+// that get a layout and the GPUs that are emptied: the definitions of
+// scheduler.Plan's ChangedGPUs, AddedGPUs and ReleasedGPUs.
+func layoutChanges(c scheduler.Cluster, plan scheduler.Plan) (changed, added, released int) {
+	current := map[gpuKey][]scheduler.Slice{}
+	for _, n := range c.Nodes {
+		for _, g := range n.GPUs {
+			current[gpuKey{n.Name, g.Index}] = g.Slices
+		}
+	}
+	for _, g := range plan.GPUs {
+		cur := current[gpuKey{g.Node, g.Index}]
+		switch {
+		case sameLayout(cur, g.Slices):
+		case len(cur) == 0:
+			added++
+		case len(g.Slices) == 0:
+			released++
+		default:
+			changed++
+		}
+	}
+	return changed, added, released
+}
+
+// WriteJSONLines writes one JSON object per result, one per line.
+func WriteJSONLines(w io.Writer, results []Result) error {
+	enc := json.NewEncoder(w)
+	for _, r := range results {
+		if err := enc.Encode(r); err != nil {
+			return fmt.Errorf("bench: write results: %w", err)
+		}
+	}
+	return nil
+}
+
+// ReadJSONLines reads what WriteJSONLines writes.
+func ReadJSONLines(rd io.Reader) ([]Result, error) {
+	dec := json.NewDecoder(rd)
+	dec.DisallowUnknownFields()
+	var out []Result
+	for {
+		var r Result
+		err := dec.Decode(&r)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, fmt.Errorf("bench: read results: line %d: %w", len(out)+1, err)
+		}
+		out = append(out, r)
+	}
+}
+
+// ReportInfo says how a report was produced, for its header.
+type ReportInfo struct {
+	// Command is the command line that produced the results.
+	Command string
+	// Date is when (the caller's clock; Markdown reads none).
+	Date string
+	// CPUs and GoVersion describe the machine; zero values mean
+	// runtime.NumCPU() and runtime.Version().
+	CPUs      int
+	GoVersion string
+}
+
+// Scenario groups of the report, in order.
+var reportGroups = [...]struct {
+	title string
+	names []string
+}{
+	{"Static scenarios (ParvaGPU SLO scenarios 2–6)", []string{"s2", "s3", "s4", "s5", "s6"}},
+	{"Scale-ups (scenario 6 demand ×6, ×63, ×630)", []string{"s6x6", "s6x63", "s6x630"}},
+	{"Long tails (Zipf(1.1) demand shares)", []string{"zipf200", "zipf2000", "zipf20000"}},
+}
+
+// Markdown renders results as bench/RESULTS.md: how they were produced,
+// the data's attribution, a headline table, one table per scenario group
+// and the issue's targets, each checked against the results and marked
+// PASS or FAIL.
+func Markdown(results []Result, info ReportInfo) string {
+	if info.CPUs == 0 {
+		info.CPUs = runtime.NumCPU()
+	}
+	if info.GoVersion == "" {
+		info.GoVersion = runtime.Version()
+	}
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	p("# Tessera scheduler benchmark\n\n")
+	p("Generated by `%s`", cmp.Or(info.Command, "tessera bench -o markdown"))
+	if info.Date != "" {
+		p(" on %s", info.Date)
+	}
+	p("; machine: %d CPU cores (%s/%s), %s. Do not edit by hand.\n\n", info.CPUs, runtime.GOOS, runtime.GOARCH, info.GoVersion)
+	p("Throughput per replica is derived from the ParvaGPU profiles, [%s](https://github.com/%s) at commit `%s` (%s), ", ParvaGPURepo, ParvaGPURepo, ParvaGPUCommit, ParvaGPULicense)
+	p("on %s, one process per slice, latency within the scheduling reference's §6.2 rule (NoMPS). ", GPUModel)
+	p("Clusters are empty 8-GPU nodes; `tessera bench --export DIR` writes every instance as the files `tessera plan` reads.\n\n")
+	p("Columns: **GPUs** used; **LB3** the configuration-LP lower bound (`scheduler.LowerBound`) and **ratio** GPUs/LB3; ")
+	p("**saved** the GPUs saved against the whole-GPU baseline and against the best static layout (all-1g/2g/3g/balanced) that meets all demand; ")
+	p("**util** allocated compute / memory slices of the GPUs used; **met** the fraction of demand served; **stranded** compute slices no instance covers; ")
+	p("**plan** wall time of one plan, median and p99 (nearest rank) over the runs; **alloc** MiB allocated by one plan. ")
+	p("A `✗` marks a plan that failed `bench.Evaluate` or `scheduler.Check`.\n\n")
+
+	byScenario := map[string][]Result{}
+	var order []string
+	for _, r := range results {
+		if _, ok := byScenario[r.Scenario]; !ok {
+			order = append(order, r.Scenario)
+		}
+		byScenario[r.Scenario] = append(byScenario[r.Scenario], r)
+	}
+
+	p("## Headlines\n\n")
+	p("| scenario | LB3 | tessera GPUs | ratio | best static | whole-GPU | saved vs whole-GPU | saved vs best static | plan p50 |\n")
+	p("|---|--:|--:|--:|---|--:|--:|--:|--:|\n")
+	for _, name := range order {
+		for _, r := range byScenario[name] {
+			if r.Planner != TesseraPlanner || r.Step != "" {
+				continue
+			}
+			whole := "–"
+			if ref := findResult(byScenario[name], WholeGPUPlanner, ""); ref != nil {
+				whole = fmt.Sprint(ref.GPUs)
+			}
+			p("| %s | %d | %s | %.3f | %s | %s | %s | %s | %s |\n", name, r.LB3, gpusCell(r), r.RatioLB3, bestStaticCell(r), whole,
+				percent(r.SavedVsWholeGPU), percentPtr(r.SavedVsBestStatic), seconds(r.PlanSeconds))
+		}
+	}
+	p("\n")
+
+	grouped := map[string]bool{}
+	for _, g := range reportGroups {
+		var rs []Result
+		for _, name := range g.names {
+			rs = append(rs, byScenario[name]...)
+			grouped[name] = true
+		}
+		if len(rs) == 0 {
+			continue
+		}
+		p("## %s\n\n", g.title)
+		staticTable(&b, rs)
+	}
+	var other, dynamic []Result
+	for _, name := range order {
+		if grouped[name] {
+			continue
+		}
+		for _, r := range byScenario[name] {
+			if hasSteps(byScenario[name]) {
+				dynamic = append(dynamic, r)
+			} else {
+				other = append(other, r)
+			}
+		}
+	}
+	if len(other) > 0 {
+		p("## Other scenarios\n\n")
+		staticTable(&b, other)
+	}
+	if len(dynamic) > 0 {
+		p("## Dynamic replay (demand steps of ±10%% and ±50%%)\n\n")
+		p("Each planner's initial plan runs on the cluster; every step then re-plans from the cluster as the previous step left it. ")
+		p("Tessera re-plans incrementally (`scheduler.Options{Migrate: true}`: running replicas stay where the demand still needs them, ")
+		p("and move make-before-break only to drain GPUs when keeping them would cost more GPUs than a fresh plan allows); ")
+		p("the baselines re-plan fresh. **changed** counts GPUs in use before and after whose layout changes (and its share of the GPUs used), ")
+		p("**added**/**released** GPUs that gain a layout or are emptied; **fresh** is the GPUs of Tessera's fresh plan for the same step; ")
+		p("**dip** the lowest fraction of demand served during Tessera's make-before-break transition (1 = none; not computed for the baselines).\n\n")
+		dynamicTable(&b, dynamic)
+	}
+
+	p("## Targets\n\n")
+	checks := targetChecks(byScenario, order)
+	pass := 0
+	for _, c := range checks {
+		if c.pass {
+			pass++
+		}
+	}
+	p("%d of %d checks pass.\n\n", pass, len(checks))
+	for _, c := range checks {
+		verdict := "FAIL"
+		if c.pass {
+			verdict = "PASS"
+		}
+		p("- **%s** %s\n", verdict, c.text)
+	}
+	return b.String()
+}
+
+func hasSteps(rs []Result) bool {
+	return slices.ContainsFunc(rs, func(r Result) bool { return r.Step != "" })
+}
+
+func findResult(rs []Result, planner, step string) *Result {
+	for i := range rs {
+		if rs[i].Planner == planner && rs[i].Step == step {
+			return &rs[i]
+		}
+	}
+	return nil
+}
+
+func staticTable(b *strings.Builder, rs []Result) {
+	fmt.Fprintf(b, "| scenario | planner | GPUs | LB3 | ratio | saved vs whole-GPU | saved vs best static | util (compute / memory) | met | stranded | free | plan p50 / p99 | alloc MiB |\n")
+	fmt.Fprintf(b, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, r := range rs {
+		if r.Step != "" {
+			continue
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %d | %.3f | %s | %s | %s / %s | %s | %d | %d | %s / %s | %.2f |\n",
+			r.Scenario, plannerCell(r), gpusCell(r), r.LB3, r.RatioLB3, percent(r.SavedVsWholeGPU), percentPtr(r.SavedVsBestStatic),
+			percent(r.SliceUtilisation), percent(r.MemorySliceUtilisation), percent(r.DemandMet), r.StrandedSlices, r.FreeSlices,
+			seconds(r.PlanSeconds), seconds(r.PlanSecondsP99), r.AllocMiB)
+	}
+	fmt.Fprintf(b, "\n")
+}
+
+func dynamicTable(b *strings.Builder, rs []Result) {
+	fmt.Fprintf(b, "| scenario | step | planner | GPUs | fresh | LB3 | ratio | saved vs best static | changed | added | released | dip | met | plan p50 / p99 |\n")
+	fmt.Fprintf(b, "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	steps := []string{}
+	for _, r := range rs {
+		if !slices.Contains(steps, r.Step) {
+			steps = append(steps, r.Step)
+		}
+	}
+	// Rows by step, planners in their order within a step.
+	for _, st := range steps {
+		for _, r := range rs {
+			if r.Step != st {
+				continue
+			}
+			step := cmp.Or(r.Step, "initial")
+			changed := "–"
+			if r.ChangedGPUs != nil {
+				changed = fmt.Sprintf("%d (%s)", *r.ChangedGPUs, percentPtr(r.ChangedFraction))
+			}
+			dip := "–"
+			if r.CapacityDip != nil {
+				dip = fmt.Sprintf("%.3f", *r.CapacityDip)
+			}
+			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %d | %.3f | %s | %s | %s | %s | %s | %s | %s / %s |\n",
+				r.Scenario, step, plannerCell(r), gpusCell(r), intPtr(r.FreshGPUs), r.LB3, r.RatioLB3, percentPtr(r.SavedVsBestStatic),
+				changed, intPtr(r.AddedGPUs), intPtr(r.ReleasedGPUs), dip, percent(r.DemandMet), seconds(r.PlanSeconds), seconds(r.PlanSecondsP99))
+		}
+	}
+	fmt.Fprintf(b, "\n")
+}
+
+func plannerCell(r Result) string {
+	if r.Planner == TesseraPlanner {
+		return "**tessera**"
+	}
+	return r.Planner
+}
+
+func gpusCell(r Result) string {
+	if !r.Legal {
+		return fmt.Sprintf("%d ✗", r.GPUs)
+	}
+	return fmt.Sprint(r.GPUs)
+}
+
+func bestStaticCell(r Result) string {
+	if r.BestStatic == "" {
+		return "none meets the demand"
+	}
+	return fmt.Sprintf("%d (%s)", r.BestStaticGPUs, r.BestStatic)
+}
+
+func percent(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) }
+
+func percentPtr(f *float64) string {
+	if f == nil {
+		return "–"
+	}
+	return percent(*f)
+}
+
+func intPtr(v *int) string {
+	if v == nil {
+		return "–"
+	}
+	return fmt.Sprint(*v)
+}
+
+// seconds formats a duration in seconds with a readable unit.
+func seconds(s float64) string {
+	switch {
+	case s >= 1:
+		return fmt.Sprintf("%.2f s", s)
+	case s >= 1e-3:
+		return fmt.Sprintf("%.1f ms", s*1e3)
+	default:
+		return fmt.Sprintf("%.0f µs", s*1e6)
+	}
+}
+
+// check is one target checked against the results.
+type check struct {
+	pass bool
+	text string
+}
+
+// Plan-time targets, by scenario: the issue's ≤ 0.1 s at ~100 GPUs, ≤ 1 s
+// at ~1,000 and ≤ 10 s at ~10,000 GPUs or 20,000 services.
+var planTimeTargets = [...]struct {
+	scenario string
+	limit    float64
+	what     string
+}{
+	{"s6x6", 0.1, "~100 GPUs"},
+	{"s6x63", 1, "~1,000 GPUs"},
+	{"zipf2000", 1, "2,000 services (~300 GPUs)"},
+	{"s6x630", 10, "~10,000 GPUs"},
+	{"zipf20000", 10, "20,000 services"},
+}
+
+// Re-plan targets after a ±10% demand step.
+const (
+	maxChangedFraction = 0.02
+	maxFreshRatio      = 1.03
+	zipfMaxRatio       = 1.08
+)
+
+// targetChecks checks the issue's targets on Tessera's results, in
+// scenario order. A target whose scenario was not run is left out.
+func targetChecks(byScenario map[string][]Result, order []string) []check {
+	var out []check
+	add := func(pass bool, format string, args ...any) {
+		out = append(out, check{pass, fmt.Sprintf(format, args...)})
+	}
+	for _, name := range order {
+		for _, r := range byScenario[name] {
+			if r.Planner != TesseraPlanner {
+				continue
+			}
+			where := name
+			if r.Step != "" {
+				where += " " + r.Step
+			}
+			if !r.Legal {
+				add(false, "%s: the plan is legal (Evaluate and Check): %s", where, r.Error)
+				continue
+			}
+			if r.Step == "" {
+				switch {
+				case strings.HasPrefix(name, "zipf"):
+					limit := zipfMaxRatio * float64(r.LB3)
+					add(float64(r.GPUs) <= limit, "%s: GPUs ≤ 1.08 × LB3: %d ≤ %.2f (ratio %.3f)", where, r.GPUs, limit, r.RatioLB3)
+				case isStaticOrScaleUp(name):
+					add(r.GPUs <= r.LB3+1, "%s: GPUs ≤ LB3 + 1: %d ≤ %d", where, r.GPUs, r.LB3+1)
+				}
+			}
+			add(r.DemandMet >= 1-1e-9, "%s: all demand met: %s", where, percent(r.DemandMet))
+			if r.BestStatic != "" {
+				note := ""
+				if r.BestStaticGPUs <= r.LB3 {
+					note = fmt.Sprintf("; unreachable: the baseline already meets LB3 = %d", r.LB3)
+				}
+				add(r.GPUs < r.BestStaticGPUs, "%s: strictly fewer GPUs than the best static baseline: %d < %d (%s)%s", where, r.GPUs, r.BestStaticGPUs, r.BestStatic, note)
+			} else {
+				add(true, "%s: strictly fewer GPUs than the best static baseline: %d GPUs, and no static baseline meets the demand", where, r.GPUs)
+			}
+			if r.Step != "" && strings.HasSuffix(r.Step, "-10") && r.ChangedGPUs != nil {
+				limit := maxChangedFraction * float64(r.GPUs)
+				add(float64(*r.ChangedGPUs) <= limit, "%s (±10%% step): layouts of ≤ 2%% of GPUs change: %d ≤ %.2f (%s; also %s added, %s released)",
+					where, *r.ChangedGPUs, limit, percentPtr(r.ChangedFraction), intPtr(r.AddedGPUs), intPtr(r.ReleasedGPUs))
+				if r.FreshGPUs != nil {
+					limit := maxFreshRatio * float64(*r.FreshGPUs)
+					add(float64(r.GPUs) <= limit, "%s (±10%% step): GPUs ≤ 1.03 × a fresh plan's: %d ≤ %.2f (fresh %d)", where, r.GPUs, limit, *r.FreshGPUs)
+				}
+			}
+		}
+	}
+	for _, t := range planTimeTargets {
+		rs, ok := byScenario[t.scenario]
+		if !ok {
+			continue
+		}
+		if r := findResult(rs, TesseraPlanner, ""); r != nil {
+			add(r.PlanSecondsP99 <= t.limit, "%s: plan time at %s ≤ %g s: p99 %s (p50 %s, %d runs)", t.scenario, t.what, t.limit, seconds(r.PlanSecondsP99), seconds(r.PlanSeconds), r.Runs)
+		}
+	}
+	return out
+}
+
+func isStaticOrScaleUp(name string) bool {
+	for _, g := range reportGroups[:2] {
+		if slices.Contains(g.names, name) {
+			return true
+		}
+	}
+	return false
+}

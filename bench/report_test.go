@@ -1,0 +1,207 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/tessera-gpu/tessera/scheduler"
+)
+
+func TestPlannersNames(t *testing.T) {
+	want := []string{"tessera", "whole-gpu", "all-1g", "all-2g", "all-3g", "all-balanced", "greedy"}
+	if got := PlannerNames(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("PlannerNames() = %v, want %v", got, want)
+	}
+	ps, err := SelectPlanners("greedy", "tessera")
+	if err != nil || len(ps) != 2 || ps[0].Name != "greedy" || ps[1].Name != "tessera" {
+		t.Fatalf("SelectPlanners: %v, %v", ps, err)
+	}
+	if _, err := SelectPlanners("nope"); err == nil || !strings.Contains(err.Error(), `unknown planner "nope"`) {
+		t.Fatalf("SelectPlanners(nope): %v", err)
+	}
+}
+
+// runReport runs s2 and the dynamic replay with every planner once.
+func runReport(t *testing.T) []Result {
+	t.Helper()
+	ss, err := Scenarios("s2", "dynamic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress bytes.Buffer
+	rs, err := Run(context.Background(), ss, Planners(), RunOptions{Runs: 2, Progress: &progress})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"s2/tessera", "s2/greedy", "dynamic/tessera", "dynamic/whole-gpu"} {
+		if !strings.Contains(progress.String(), "bench: "+name+": ") {
+			t.Errorf("progress lacks %s:\n%s", name, progress.String())
+		}
+	}
+	return rs
+}
+
+func TestRun(t *testing.T) {
+	rs := runReport(t)
+	steps := len(DynamicSteps(scheduler.Workload{}, DynamicSeed))
+	if want := len(Planners()) * (1 + 1 + steps); len(rs) != want {
+		t.Fatalf("%d results, want %d", len(rs), want)
+	}
+	for _, r := range rs {
+		name := r.Scenario + "/" + r.Planner + "/" + r.Step
+		if !r.Legal || r.Error != "" {
+			t.Errorf("%s: not legal: %s", name, r.Error)
+		}
+		if r.GPUs <= 0 || r.LB3 <= 0 || r.GPUs < r.LB3 {
+			t.Errorf("%s: %d GPUs, LB3 %d", name, r.GPUs, r.LB3)
+		}
+		if r.RatioLB3 != float64(r.GPUs)/float64(r.LB3) {
+			t.Errorf("%s: ratio %v", name, r.RatioLB3)
+		}
+		if r.Runs != 2 || r.PlanSeconds <= 0 || r.PlanSecondsP99 < r.PlanSeconds || r.AllocMiB < 0 {
+			t.Errorf("%s: timing %d runs, p50 %v, p99 %v, alloc %v", name, r.Runs, r.PlanSeconds, r.PlanSecondsP99, r.AllocMiB)
+		}
+		if r.DemandMet < 1-1e-9 && r.Planner == TesseraPlanner {
+			t.Errorf("%s: demand met %v", name, r.DemandMet)
+		}
+		if r.SliceUtilisation <= 0 || r.SliceUtilisation > 1 || r.MemorySliceUtilisation <= 0 || r.MemorySliceUtilisation > 1 {
+			t.Errorf("%s: utilisation %v / %v", name, r.SliceUtilisation, r.MemorySliceUtilisation)
+		}
+		if r.BestStatic == "" || r.SavedVsBestStatic == nil {
+			t.Errorf("%s: no best static baseline", name)
+		} else if got := 1 - float64(r.GPUs)/float64(r.BestStaticGPUs); *r.SavedVsBestStatic != got {
+			t.Errorf("%s: saved vs best static %v, want %v", name, *r.SavedVsBestStatic, got)
+		}
+		if r.Planner == WholeGPUPlanner && r.SavedVsWholeGPU != 0 {
+			t.Errorf("%s: saved %v against itself", name, r.SavedVsWholeGPU)
+		}
+		replan := r.Step != ""
+		if (r.ChangedGPUs != nil) != replan || (r.ChangedFraction != nil) != replan || (r.AddedGPUs != nil) != replan || (r.ReleasedGPUs != nil) != replan {
+			t.Errorf("%s: change counts set on a re-plan only", name)
+		}
+		incremental := replan && r.Planner == TesseraPlanner
+		if (r.CapacityDip != nil) != incremental || (r.FreshGPUs != nil) != incremental {
+			t.Errorf("%s: capacity dip and fresh GPUs set on Tessera's re-plans only", name)
+		}
+		if incremental && (*r.CapacityDip < 0 || *r.CapacityDip > 1 || *r.FreshGPUs <= 0) {
+			t.Errorf("%s: dip %v, fresh %d", name, *r.CapacityDip, *r.FreshGPUs)
+		}
+	}
+	// Savings are relative to the baselines' own results in the run.
+	var whole, tessera Result
+	for _, r := range rs {
+		if r.Scenario == "s2" && r.Planner == WholeGPUPlanner {
+			whole = r
+		}
+		if r.Scenario == "s2" && r.Planner == TesseraPlanner {
+			tessera = r
+		}
+	}
+	if want := 1 - float64(tessera.GPUs)/float64(whole.GPUs); tessera.SavedVsWholeGPU != want {
+		t.Errorf("s2 tessera saved vs whole-GPU %v, want %v", tessera.SavedVsWholeGPU, want)
+	}
+
+	var b bytes.Buffer
+	if err := WriteJSONLines(&b, rs); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != len(rs) {
+		t.Fatalf("%d JSON lines for %d results", len(lines), len(rs))
+	}
+	for i, l := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("line %d: %v", i+1, err)
+		}
+		for _, k := range []string{"scenario", "planner", "gpus", "lb3", "ratio_lb3", "saved_vs_whole_gpu", "slice_utilisation",
+			"memory_slice_utilisation", "demand_met", "stranded_slices", "free_slices", "plan_seconds", "plan_seconds_p99", "runs", "alloc_mib", "legal"} {
+			if _, ok := m[k]; !ok {
+				t.Errorf("line %d lacks %q: %s", i+1, k, l)
+			}
+		}
+		if rs[i].Step != "" {
+			for _, k := range []string{"step", "changed_gpus", "changed_fraction"} {
+				if _, ok := m[k]; !ok {
+					t.Errorf("line %d (re-plan) lacks %q: %s", i+1, k, l)
+				}
+			}
+		} else if _, ok := m["changed_gpus"]; ok {
+			t.Errorf("line %d (not a re-plan) has changed_gpus: %s", i+1, l)
+		}
+	}
+	back, err := ReadJSONLines(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, rs) {
+		t.Error("results do not round-trip through JSON lines")
+	}
+
+	md := Markdown(rs, ReportInfo{Command: "make bench", Date: "2026-01-02"})
+	for _, want := range []string{
+		"Generated by `make bench` on 2026-01-02",
+		"ParvaGPU_SC24", "MIT",
+		"## Static scenarios", "## Dynamic replay", "## Targets",
+		"s2: GPUs ≤ LB3 + 1: ",
+		"dynamic grow-10 (±10% step): layouts of ≤ 2% of GPUs change",
+		"dynamic grow-10 (±10% step): GPUs ≤ 1.03 × a fresh plan's",
+		"| dynamic | shrink-10 | **tessera** |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("Markdown lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Count(md, "**PASS**")+strings.Count(md, "**FAIL**") < 10 {
+		t.Errorf("Markdown has too few target checks:\n%s", md)
+	}
+}
+
+func TestTargetChecks(t *testing.T) {
+	best := ptr(0.1)
+	rs := []Result{
+		{Scenario: "s6", Planner: "tessera", GPUs: 17, LB3: 16, Legal: true, DemandMet: 1, BestStatic: "all-1g", BestStaticGPUs: 19, SavedVsBestStatic: best},
+		{Scenario: "s6x6", Planner: "tessera", GPUs: 99, LB3: 96, Legal: true, DemandMet: 1, PlanSeconds: 0.05, PlanSecondsP99: 0.2, Runs: 5},
+		{Scenario: "zipf200", Planner: "tessera", GPUs: 42, LB3: 39, Legal: true, DemandMet: 0.5},
+		{Scenario: "dynamic", Planner: "tessera", Step: "grow-10", GPUs: 100, LB3: 90, Legal: true, DemandMet: 1,
+			ChangedGPUs: ptr(3), ChangedFraction: ptr(0.03), AddedGPUs: ptr(0), ReleasedGPUs: ptr(0), FreshGPUs: ptr(97)},
+		{Scenario: "dynamic", Planner: "tessera", Step: "shift-50", GPUs: 100, LB3: 90, Legal: false, Error: "check: boom"},
+		{Scenario: "s6", Planner: "greedy", GPUs: 1, LB3: 16, Legal: true, DemandMet: 1},
+	}
+	md := Markdown(rs, ReportInfo{})
+	for _, want := range []string{
+		"**PASS** s6: GPUs ≤ LB3 + 1: 17 ≤ 17",
+		"**PASS** s6: strictly fewer GPUs than the best static baseline: 17 < 19 (all-1g)",
+		"**FAIL** s6x6: GPUs ≤ LB3 + 1: 99 ≤ 97",
+		"**FAIL** s6x6: plan time at ~100 GPUs ≤ 0.1 s: p99 200.0 ms",
+		"**PASS** zipf200: GPUs ≤ 1.08 × LB3: 42 ≤ 42.12",
+		"**FAIL** zipf200: all demand met: 50.0%",
+		"**FAIL** dynamic grow-10 (±10% step): layouts of ≤ 2% of GPUs change: 3 ≤ 2.00",
+		"**FAIL** dynamic grow-10 (±10% step): GPUs ≤ 1.03 × a fresh plan's: 100 ≤ 99.91 (fresh 97)",
+		"**FAIL** dynamic shift-50: the plan is legal (Evaluate and Check): check: boom",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("Markdown lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "greedy: ") {
+		t.Errorf("targets are checked for baselines:\n%s", md)
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	xs := []float64{1, 2, 3, 4, 5}
+	if q := quantile(xs, 0.5); q != 3 {
+		t.Errorf("p50 = %v", q)
+	}
+	if q := quantile(xs, 0.99); q != 5 {
+		t.Errorf("p99 = %v", q)
+	}
+	if q := quantile(nil, 0.5); q != 0 {
+		t.Errorf("p50 of nothing = %v", q)
+	}
+}

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"github.com/tessera-gpu/tessera/bench"
+)
+
+// benchOptions are the flags of `tessera bench`.
+type benchOptions struct {
+	scenarios []string
+	planners  []string
+	output    string
+	runs      int
+	export    string
+}
+
+func newBenchCommand() *cobra.Command {
+	o := &benchOptions{}
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Run the scheduler benchmark: Tessera's planner against the baselines",
+		Long: `Run the scheduler benchmark (bench/): plan every scenario with every planner,
+check each plan (bench.Evaluate and scheduler.Check), and report the GPUs
+used against the LP lower bound LB3 and the baselines, slice utilisation,
+demand met, plan time and, for the dynamic replay, the layout changes of
+each re-plan.
+
+Scenarios: ` + strings.Join(bench.ScenarioNames(), ", ") + `.
+Planners:  ` + strings.Join(bench.PlannerNames(), ", ") + `.
+
+-o json writes one JSON object per line, one per (scenario, planner) and,
+for the dynamic replay, per (scenario, planner, step); -o markdown writes
+the report checked in as bench/RESULTS.md, with every target of the issue
+marked PASS or FAIL; -o table a compact table. Progress goes to standard
+error.
+
+--export DIR writes each selected scenario's workload, cluster and steps as
+the files ` + "`tessera plan`" + ` reads (DIR/<scenario>/workload.yaml, cluster.yaml,
+step-NN-<name>.yaml) and runs nothing, so any solver can be run on exactly
+the same instances.
+
+Exit status: 0 success; 1 error, or a plan that is not legal; 2 usage error.`,
+		Example: `  tessera bench --scenario s2 --scenario dynamic
+  tessera bench --planner tessera --planner greedy -o json > results.jsonl
+  tessera bench -o markdown > bench/RESULTS.md
+  tessera bench --export /tmp/scenarios`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&o.scenarios, "scenario", nil, "scenario to run, repeatable or comma-separated (default: all)")
+	f.StringSliceVar(&o.planners, "planner", nil, "planner to run, repeatable or comma-separated (default: all)")
+	f.StringVarP(&o.output, "output", "o", "table", "output format: table, json (one object per line) or markdown")
+	f.IntVar(&o.runs, "runs", 0, "timed runs per plan (default 5, or 3 when one plan takes more than a second)")
+	f.StringVar(&o.export, "export", "", "write the selected scenarios' files into this directory and exit")
+	return cmd
+}
+
+func (o *benchOptions) run(cmd *cobra.Command) error {
+	switch o.output {
+	case "table", "json", "markdown":
+	default:
+		return withStatus(exitUsage, fmt.Errorf("unknown output format %q: want table, json or markdown", o.output))
+	}
+	if o.runs < 0 {
+		return withStatus(exitUsage, fmt.Errorf("--runs %d: want a positive count", o.runs))
+	}
+	scenarios, err := bench.Scenarios(o.scenarios...)
+	if err != nil {
+		return withStatus(exitUsage, err)
+	}
+	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
+	if o.export != "" {
+		if err := bench.WriteScenarios(o.export, scenarios); err != nil {
+			return err
+		}
+		names := make([]string, len(scenarios))
+		for i, s := range scenarios {
+			names[i] = s.Name
+		}
+		fmt.Fprintf(stdout, "wrote %s to %s\n", strings.Join(names, ", "), o.export)
+		return nil
+	}
+	planners, err := bench.SelectPlanners(o.planners...)
+	if err != nil {
+		return withStatus(exitUsage, err)
+	}
+	results, err := bench.Run(cmd.Context(), scenarios, planners, bench.RunOptions{Runs: o.runs, Progress: stderr})
+	if err != nil {
+		return err
+	}
+	switch o.output {
+	case "json":
+		err = bench.WriteJSONLines(stdout, results)
+	case "markdown":
+		info := bench.ReportInfo{Command: commandLine(cmd), Date: time.Now().UTC().Format("2006-01-02")}
+		_, err = io.WriteString(stdout, bench.Markdown(results, info))
+	default:
+		err = printResults(stdout, results)
+	}
+	if err != nil {
+		return err
+	}
+	var bad []string
+	for _, r := range results {
+		if !r.Legal {
+			where := r.Scenario + "/" + r.Planner
+			if r.Step != "" {
+				where += " " + r.Step
+			}
+			bad = append(bad, where+": "+r.Error)
+		}
+	}
+	if len(bad) > 0 {
+		return errors.New("bench: plans that are not legal: " + strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+// commandLine reconstructs the command with the flags given.
+func commandLine(cmd *cobra.Command) string {
+	parts := []string{cmd.CommandPath()}
+	cmd.Flags().Visit(func(f *pflag.Flag) {
+		if sv, ok := f.Value.(pflag.SliceValue); ok {
+			for _, v := range sv.GetSlice() {
+				parts = append(parts, "--"+f.Name, v)
+			}
+			return
+		}
+		if f.Shorthand != "" {
+			parts = append(parts, "-"+f.Shorthand, f.Value.String())
+			return
+		}
+		parts = append(parts, "--"+f.Name, f.Value.String())
+	})
+	return strings.Join(parts, " ")
+}
+
+// printResults prints one line per result.
+func printResults(w io.Writer, results []bench.Result) error {
+	t := newTable(w, "SCENARIO", "STEP", "PLANNER", "GPUS", "LB3", "RATIO", "SAVED/WHOLE", "SAVED/STATIC", "MET", "PLAN P50", "CHANGED", "LEGAL")
+	for _, r := range results {
+		static := "-"
+		if r.SavedVsBestStatic != nil {
+			static = fmt.Sprintf("%.1f%%", 100**r.SavedVsBestStatic)
+		}
+		changed := "-"
+		if r.ChangedGPUs != nil {
+			changed = fmt.Sprint(*r.ChangedGPUs)
+		}
+		legal := "yes"
+		if !r.Legal {
+			legal = "NO: " + r.Error
+		}
+		t.row(r.Scenario, cmp.Or(r.Step, "-"), r.Planner, fmt.Sprint(r.GPUs), fmt.Sprint(r.LB3), fmt.Sprintf("%.3f", r.RatioLB3),
+			fmt.Sprintf("%.1f%%", 100*r.SavedVsWholeGPU), static, fmt.Sprintf("%.1f%%", 100*r.DemandMet),
+			time.Duration(r.PlanSeconds*float64(time.Second)).Round(time.Microsecond).String(), changed, legal)
+	}
+	return t.flush()
+}
