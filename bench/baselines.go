@@ -183,13 +183,14 @@ type gpuState struct {
 // workload and a reason per service for demand left unmet.
 type builder struct {
 	cat     *migconfig.Catalog
+	cluster scheduler.Cluster
 	w       scheduler.Workload
 	gpus    []gpuState
 	reasons []string
 }
 
 func newBuilder(cat *migconfig.Catalog, c scheduler.Cluster, w scheduler.Workload) *builder {
-	b := &builder{cat: cat, w: w, reasons: make([]string, len(w.Services))}
+	b := &builder{cat: cat, cluster: c, w: w, reasons: make([]string, len(w.Services))}
 	for _, n := range c.Nodes {
 		for _, g := range n.GPUs {
 			st := gpuState{key: gpuKey{n.Name, g.Index}, model: g.Model, current: g.Slices}
@@ -239,15 +240,13 @@ func (b *builder) finish() scheduler.Plan {
 		slices.SortStableFunc(sl, func(x, y scheduler.Slice) int {
 			return cmp.Compare(x.Placement.Start, y.Placement.Start)
 		})
-		changed := !sameLayout(st.current, sl)
+		changed := !scheduler.SameLayout(st.current, sl)
 		p.GPUs[i] = scheduler.GPUPlan{Node: st.key.node, Index: st.key.index, Model: st.model, Slices: sl, LayoutChanged: changed}
 		if len(sl) > 0 {
 			p.GPUsUsed++
 		}
-		if changed {
-			p.ChangedGPUs++
-		}
 	}
+	p.ChangedGPUs, p.AddedGPUs, p.ReleasedGPUs = scheduler.LayoutChanges(b.cluster, p)
 	caps, reps := b.tally(p.GPUs)
 	p.Services = make([]scheduler.ServicePlan, len(b.w.Services))
 	for i, s := range b.w.Services {
@@ -288,22 +287,6 @@ func (b *builder) tally(gpus []scheduler.GPUPlan) ([]float64, []int) {
 		}
 	}
 	return caps, reps
-}
-
-// sameLayout reports whether two layouts have the same instances (profile
-// and placement), whatever runs on them.
-func sameLayout(a, b []scheduler.Slice) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	key := func(s scheduler.Slice) string { return fmt.Sprintf("%s@%s", s.Profile, s.Placement) }
-	ka, kb := make([]string, len(a)), make([]string, len(b))
-	for i := range a {
-		ka[i], kb[i] = key(a[i]), key(b[i])
-	}
-	slices.Sort(ka)
-	slices.Sort(kb)
-	return slices.Equal(ka, kb)
 }
 
 // ---------------------------------------------------------------------------

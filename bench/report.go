@@ -283,7 +283,7 @@ func runPlanner(ctx context.Context, cat *migconfig.Catalog, s Scenario, p Plann
 	if r.Error != "" {
 		return out, nil
 	}
-	current := applyPlan(s.Cluster, plan)
+	current := plan.Applied(s.Cluster)
 	rp, incremental := replan[p.Name]
 	for i, st := range s.Steps {
 		prev := current
@@ -299,7 +299,7 @@ func runPlanner(ctx context.Context, cat *migconfig.Catalog, s Scenario, p Plann
 		r.Scenario, r.Planner, r.Step = s.Name, p.Name, st.Name
 		fillResult(cat, &r, prev, st.Workload, plan, opts, refs[i+1])
 		if r.Error == "" {
-			changed, added, released := layoutChanges(prev, plan)
+			changed, added, released := scheduler.LayoutChanges(prev, plan)
 			if incremental {
 				changed = plan.ChangedGPUs
 				r.CapacityDip = ptr(plan.CapacityDip)
@@ -317,7 +317,7 @@ func runPlanner(ctx context.Context, cat *migconfig.Catalog, s Scenario, p Plann
 		if r.Error != "" {
 			break
 		}
-		current = applyPlan(prev, plan)
+		current = plan.Applied(prev)
 	}
 	return out, nil
 }
@@ -412,51 +412,6 @@ func saved(gpus, ref int) float64 {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-// applyPlan returns the cluster as it runs once plan is applied: every GPU
-// carries the plan's slices and replicas.
-func applyPlan(c scheduler.Cluster, plan scheduler.Plan) scheduler.Cluster {
-	planned := make(map[gpuKey][]scheduler.Slice, len(plan.GPUs))
-	for _, g := range plan.GPUs {
-		planned[gpuKey{g.Node, g.Index}] = g.Slices
-	}
-	out := scheduler.Cluster{Nodes: make([]scheduler.Node, len(c.Nodes))}
-	for i, n := range c.Nodes {
-		node := scheduler.Node{Name: n.Name, GPUs: make([]scheduler.GPU, len(n.GPUs))}
-		for j, g := range n.GPUs {
-			g.Slices = slices.Clone(planned[gpuKey{n.Name, g.Index}])
-			node.GPUs[j] = g
-		}
-		out.Nodes[i] = node
-	}
-	return out
-}
-
-// layoutChanges counts, between the cluster's current layouts and the
-// plan's, the GPUs in use on both sides whose instances differ, the GPUs
-// that get a layout and the GPUs that are emptied: the definitions of
-// scheduler.Plan's ChangedGPUs, AddedGPUs and ReleasedGPUs.
-func layoutChanges(c scheduler.Cluster, plan scheduler.Plan) (changed, added, released int) {
-	current := map[gpuKey][]scheduler.Slice{}
-	for _, n := range c.Nodes {
-		for _, g := range n.GPUs {
-			current[gpuKey{n.Name, g.Index}] = g.Slices
-		}
-	}
-	for _, g := range plan.GPUs {
-		cur := current[gpuKey{g.Node, g.Index}]
-		switch {
-		case sameLayout(cur, g.Slices):
-		case len(cur) == 0:
-			added++
-		case len(g.Slices) == 0:
-			released++
-		default:
-			changed++
-		}
-	}
-	return changed, added, released
-}
 
 // WriteJSONLines writes one JSON object per result, one per line.
 func WriteJSONLines(w io.Writer, results []Result) error {

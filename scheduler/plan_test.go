@@ -210,7 +210,7 @@ func TestPlanProperties(t *testing.T) {
 		}
 
 		// Re-plan after a demand step from the running cluster.
-		running := applyPlan(c, plan)
+		running := plan.Applied(c)
 		step := w
 		step.Services = append([]Service(nil), w.Services...)
 		for i := range step.Services {
@@ -251,22 +251,6 @@ func TestPlanProperties(t *testing.T) {
 	}
 }
 
-// applyPlan returns the cluster as it runs once plan is applied.
-func applyPlan(c Cluster, plan Plan) Cluster {
-	out := Cluster{}
-	i := 0
-	for _, n := range c.Nodes {
-		node := Node{Name: n.Name}
-		for _, g := range n.GPUs {
-			g.Slices = append([]Slice(nil), plan.GPUs[i].Slices...)
-			node.GPUs = append(node.GPUs, g)
-			i++
-		}
-		out.Nodes = append(out.Nodes, node)
-	}
-	return out
-}
-
 func TestIncrementalKeepsUnchangedGPUs(t *testing.T) {
 	cat := migconfig.Builtin()
 	pl := NewPlanner(cat)
@@ -276,7 +260,7 @@ func TestIncrementalKeepsUnchangedGPUs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	running := applyPlan(c, plan)
+	running := plan.Applied(c)
 	// The same demand: nothing changes.
 	same, err := pl.Plan(running, w, Options{})
 	if err != nil {

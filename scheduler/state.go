@@ -172,21 +172,13 @@ func (st *state) result(c Cluster) Plan {
 			gp.Slices = append(gp.Slices, s)
 		}
 		sort.SliceStable(gp.Slices, func(a, b int) bool { return gp.Slices[a].Placement.Start < gp.Slices[b].Placement.Start })
-		gp.LayoutChanged = layoutKey(gs.current) != layoutKey(gp.Slices)
-		switch {
-		case !gp.LayoutChanged:
-		case len(gs.current) == 0:
-			plan.AddedGPUs++
-		case len(gp.Slices) == 0:
-			plan.ReleasedGPUs++
-		default:
-			plan.ChangedGPUs++
-		}
+		gp.LayoutChanged = !SameLayout(gs.current, gp.Slices)
 		if len(gp.Slices) > 0 {
 			plan.GPUsUsed++
 		}
 		plan.GPUs = append(plan.GPUs, gp)
 	}
+	plan.ChangedGPUs, plan.AddedGPUs, plan.ReleasedGPUs = LayoutChanges(c, plan)
 	for i, s := range st.p.services {
 		sp := ServicePlan{Name: s.Name, Demand: s.demand, Capacity: capa[i], Replicas: reps[i]}
 		switch {
@@ -204,16 +196,6 @@ func (st *state) result(c Cluster) Plan {
 	}
 	plan.Changes, plan.CapacityDip = changes(st.p.services, c, plan)
 	return plan
-}
-
-// layoutKey identifies a layout by its instances, ignoring replicas.
-func layoutKey(slices []Slice) string {
-	keys := make([]string, len(slices))
-	for i, s := range slices {
-		keys[i] = fmt.Sprintf("%s@%s", s.Profile, s.Placement)
-	}
-	sort.Strings(keys)
-	return fmt.Sprint(keys)
 }
 
 // changes lists the steps from the cluster to the plan, make-before-break:
