@@ -37,6 +37,7 @@ func (pl *Planner) planIncremental(st *state, prices []float64, migrate bool) {
 	for i := range p.services {
 		st.grow(i, prices)
 	}
+	st.spill(prices)
 	st.clearIdle()
 	if !migrate {
 		return

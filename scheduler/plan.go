@@ -98,6 +98,52 @@ func (pl *Planner) planFresh(st *state, prices []float64) {
 		st.buildFresh(g, x, need[g])
 	}
 	st.assign(mixes)
+	st.spill(prices)
+}
+
+// spill serves what is still missing after a GPU model ran out of GPUs on
+// the models that have empty GPUs left: the exhausted models are priced
+// out and the shortfall is planned again, until nothing more can be
+// placed.
+func (st *state) spill(prices []float64) {
+	p := st.p
+	for range p.models {
+		exhausted := map[int]bool{}
+		for g := range p.models {
+			exhausted[g] = len(st.emptyGPUs(g)) == 0
+		}
+		priced := append([]float64(nil), prices...)
+		for r := range p.res {
+			if exhausted[p.res[r].model] {
+				priced[r] = math.Inf(1)
+			}
+		}
+		capa, reps := st.capacity()
+		extra := make([]mix, len(p.services))
+		found := false
+		for i := range p.services {
+			s := &p.services[i]
+			deficit, missing := s.demand*(1-demandSlack)-capa[i], s.min-reps[i]
+			if deficit <= 0 && missing <= 0 {
+				continue
+			}
+			rest := serviceInfo{Service: s.Service, index: s.index, rate: s.rate, demand: max(deficit, 0), min: max(missing, 0)}
+			if m, ok := p.chooseMix(&rest, priced); ok && len(m) > 0 {
+				extra[i], found = m, true
+				delete(st.unmet, i)
+			}
+		}
+		if !found {
+			return
+		}
+		need := p.needs(extra)
+		for g := range p.models {
+			if !exhausted[g] {
+				st.buildFresh(g, p.cover(g, need[g]), need[g])
+			}
+		}
+		st.assign(extra)
+	}
 }
 
 // needs sums the mixes into instance counts per model and resource.

@@ -295,3 +295,107 @@ func TestIncrementalKeepsUnchangedGPUs(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPlanMixedFleetAndSpecialProfiles covers what the benchmark data does
+// not: a cluster of two GPU models, a service that only one of them runs,
+// and the double-memory 1g and +me profiles.
+func TestPlanMixedFleetAndSpecialProfiles(t *testing.T) {
+	cat := migconfig.Builtin()
+	c := Cluster{Nodes: []Node{
+		{Name: "a100", GPUs: []GPU{{Index: 0, Model: "a100-80gb"}, {Index: 1, Model: "a100-80gb"}}},
+		{Name: "h100", GPUs: []GPU{{Index: 0, Model: "h100-80gb"}, {Index: 1, Model: "h100-80gb"}}},
+	}}
+	w := Workload{Services: []Service{
+		{Name: "both", Demand: 500, Throughput: []Rate{
+			{GPUModel: "a100-80gb", Profile: "3g.40gb", RPS: 300},
+			{GPUModel: "h100-80gb", Profile: "3g.40gb", RPS: 400},
+		}},
+		{Name: "h100-only", Demand: 100, Throughput: []Rate{{GPUModel: "h100-80gb", Profile: "1g.10gb", RPS: 60}}},
+		// Needs more memory than a 1g.10gb has: only the double-memory 1g fits.
+		{Name: "double-memory", Demand: 90, MemoryMiB: 15000, Throughput: []Rate{
+			{GPUModel: "a100-80gb", Profile: "1g.10gb", RPS: 50},
+			{GPUModel: "a100-80gb", Profile: "1g.20gb", RPS: 50},
+		}},
+		{Name: "video", Demand: 10, Throughput: []Rate{{GPUModel: "a100-80gb", Profile: "1g.10gb+me", RPS: 20}}},
+	}}
+	plan, err := NewPlanner(cat).Plan(c, w, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(cat, c, w, plan, Options{}); err != nil {
+		t.Fatalf("illegal plan: %v\n%s", err, describe(plan))
+	}
+	for _, s := range plan.Services {
+		if s.Unmet != "" {
+			t.Errorf("%s unmet: %s", s.Name, s.Unmet)
+		}
+	}
+	for _, g := range plan.GPUs {
+		for _, s := range g.Slices {
+			switch s.Service {
+			case "h100-only":
+				if g.Model != "h100-80gb" {
+					t.Errorf("h100-only runs on %s", g.Model)
+				}
+			case "double-memory":
+				if s.Profile != "1g.20gb" || s.Placement.Size != 2 {
+					t.Errorf("double-memory runs on %s at %s", s.Profile, s.Placement)
+				}
+			case "video":
+				if s.Profile != "1g.10gb+me" {
+					t.Errorf("video runs on %s", s.Profile)
+				}
+			}
+		}
+	}
+	if plan.LowerBound < 1 || plan.GPUsUsed < plan.LowerBound {
+		t.Errorf("GPUs %d, lower bound %d", plan.GPUsUsed, plan.LowerBound)
+	}
+}
+
+// TestPlanSpillsToAnotherModel checks that demand the preferred GPU model
+// has no room for goes to another model's empty GPUs, fresh and when
+// re-planning a running cluster.
+func TestPlanSpillsToAnotherModel(t *testing.T) {
+	cat := migconfig.Builtin()
+	c := Cluster{Nodes: []Node{
+		{Name: "a100", GPUs: []GPU{{Index: 0, Model: "a100-80gb"}}},
+		{Name: "h100", GPUs: []GPU{{Index: 0, Model: "h100-80gb"}, {Index: 1, Model: "h100-80gb"}, {Index: 2, Model: "h100-80gb"}}},
+	}}
+	svc := func(demand float64) Workload {
+		return Workload{Services: []Service{{Name: "s", Demand: demand, Throughput: []Rate{
+			{GPUModel: "a100-80gb", Profile: "7g.80gb", RPS: 800}, // the a100 is cheaper per request
+			{GPUModel: "h100-80gb", Profile: "7g.80gb", RPS: 700},
+		}}}}
+	}
+	pl := NewPlanner(cat)
+	plan, err := pl.Plan(c, svc(1500), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(cat, c, svc(1500), plan, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if s := plan.Services[0]; s.Unmet != "" || s.Capacity < 1500 {
+		t.Fatalf("fresh plan: %+v\n%s", s, describe(plan))
+	}
+	running := plan.Applied(c)
+	re, err := pl.Plan(running, svc(2800), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(cat, running, svc(2800), re, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if s := re.Services[0]; s.Unmet != "" || s.Capacity < 2800 {
+		t.Fatalf("re-plan: %+v\n%s", s, describe(re))
+	}
+	// Beyond every GPU of both models, the shortfall is reported.
+	over, err := pl.Plan(c, svc(5000), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := over.Services[0]; !strings.Contains(s.Unmet, "not enough GPUs") || over.GPUsUsed != 4 {
+		t.Fatalf("over capacity: %+v, %d GPUs used", s, over.GPUsUsed)
+	}
+}
