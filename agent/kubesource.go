@@ -1,0 +1,251 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+)
+
+// The node label and annotations NVIDIA's mig-manager uses, and Tessera's.
+const (
+	// ConfigLabel selects a named config of the layouts file.
+	ConfigLabel = "nvidia.com/mig.config"
+	// StateLabel reports pending, success or failed for it.
+	StateLabel = "nvidia.com/mig.config.state"
+	// ReasonAnnotation says why the state is not success (Tessera's
+	// addition; mig-manager users read it in `kubectl describe node`).
+	ReasonAnnotation = "tessera.dev/mig-config-reason"
+)
+
+// DefaultLayoutsPath is where the DaemonSet mounts the layouts ConfigMap,
+// as NVIDIA's mig-manager does.
+const DefaultLayoutsPath = "/etc/tessera/layouts/config.yaml"
+
+// KubeSource is the desired state from the agent's own Node object: the
+// nvidia.com/mig.config label names a config of the layouts file (mounted
+// from a ConfigMap, exactly as mig-manager reads it), and the
+// tessera.dev/mig-layout annotation holds explicit per-GPU layouts that win
+// over it. It watches only its node (an informer with a field selector),
+// re-reads the layouts file every Poll, and as a Reporter writes
+// nvidia.com/mig.config.state back to the node, patching nothing else and
+// no other node.
+type KubeSource struct {
+	client      kubernetes.Interface
+	node        string
+	layoutsPath string
+	poll        time.Duration
+	log         *slog.Logger
+
+	mu     sync.Mutex
+	lister func() (*corev1.Node, error) // set once Run's informer syncs
+}
+
+// KubeSourceOptions configures a KubeSource.
+type KubeSourceOptions struct {
+	// LayoutsPath is the layouts file; default DefaultLayoutsPath.
+	LayoutsPath string
+	// Poll is how often the layouts file is checked; default 2 seconds.
+	Poll time.Duration
+	// Logger receives the source's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// NewKubeSource returns a source watching node through client.
+func NewKubeSource(client kubernetes.Interface, node string, opts KubeSourceOptions) (*KubeSource, error) {
+	if node == "" {
+		return nil, errors.New("kubernetes source: the node name is empty (set --node-name, or NODE_NAME from the downward API)")
+	}
+	if opts.LayoutsPath == "" {
+		opts.LayoutsPath = DefaultLayoutsPath
+	}
+	if opts.Poll <= 0 {
+		opts.Poll = 2 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &KubeSource{client: client, node: node, layoutsPath: opts.LayoutsPath, poll: opts.Poll, log: opts.Logger}, nil
+}
+
+// Run implements Source.
+func (s *KubeSource) Run(ctx context.Context, out chan<- Desired) error {
+	factory := informers.NewSharedInformerFactoryWithOptions(s.client, 0,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", s.node).String()
+		}))
+	nodes := factory.Core().V1().Nodes()
+	inf := nodes.Informer()
+	changed := make(chan struct{}, 1)
+	signal := func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { signal() },
+		UpdateFunc: func(any, any) { signal() },
+		DeleteFunc: func(any) { signal() },
+	}); err != nil {
+		return fmt.Errorf("watch node %s: %w", s.node, err)
+	}
+	lister := nodes.Lister()
+	factory.Start(ctx.Done())
+	defer factory.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("watch node %s: the informer did not sync", s.node)
+	}
+	s.mu.Lock()
+	s.lister = func() (*corev1.Node, error) { return lister.Get(s.node) }
+	s.mu.Unlock()
+	s.log.Info("watching node", "node", s.node, "layouts", s.layoutsPath)
+
+	ticker := time.NewTicker(s.poll)
+	defer ticker.Stop()
+	last := "\x00"
+	for {
+		d := s.read()
+		if d.Revision != last {
+			select {
+			case out <- d:
+				last = d.Revision
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		case <-ticker.C:
+		}
+	}
+}
+
+// read builds the desired state from the cached node and the layouts file.
+func (s *KubeSource) read() Desired {
+	d := Desired{Source: "node " + s.node}
+	n, err := s.getNode(context.Background())
+	if err != nil {
+		if apierrors.IsNotFound(err) {
+			err = fmt.Errorf("node %s does not exist", s.node)
+		}
+		d.Err = err
+		d.Revision = "error:" + err.Error()
+		return d
+	}
+	config, hasConfig := n.Labels[ConfigLabel]
+	explicit, hasExplicit := n.Annotations[LayoutAnnotation]
+	h := sha256.New()
+	fmt.Fprintf(h, "%t\x00%s\x00%t\x00%s\x00", hasConfig, config, hasExplicit, explicit)
+	var errs []error
+	if hasConfig {
+		d.Source = fmt.Sprintf("node %s label %s=%s (layouts %s)", s.node, ConfigLabel, config, s.layoutsPath)
+		d.Config = config
+		if config == "" {
+			errs = append(errs, fmt.Errorf("label %s is empty; set it to a config of %s", ConfigLabel, s.layoutsPath))
+		} else {
+			f, data, err := ReadLayouts(s.layoutsPath, config)
+			h.Write(data)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			d.File = f
+		}
+	}
+	if hasExplicit {
+		if hasConfig {
+			d.Source += " and annotation " + LayoutAnnotation
+		} else {
+			d.Source = fmt.Sprintf("node %s annotation %s", s.node, LayoutAnnotation)
+		}
+		f, err := ParseExplicit("annotation "+LayoutAnnotation, explicit)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		d.Explicit = f
+	}
+	d.Revision = revision(h)
+	d.Err = errors.Join(errs...)
+	return d
+}
+
+// getNode returns the node from the informer's cache, or from the API
+// server before the cache has synced.
+func (s *KubeSource) getNode(ctx context.Context) (*corev1.Node, error) {
+	s.mu.Lock()
+	lister := s.lister
+	s.mu.Unlock()
+	if lister != nil {
+		return lister()
+	}
+	return s.client.CoreV1().Nodes().Get(ctx, s.node, metav1.GetOptions{})
+}
+
+// Report implements Reporter: it sets nvidia.com/mig.config.state (and the
+// reason annotation) on the node when they differ from the Inventory's
+// state, and removes them when nothing is desired.
+func (s *KubeSource) Report(ctx context.Context, inv Inventory) error {
+	n, err := s.getNode(ctx)
+	if err != nil {
+		return fmt.Errorf("node %s: %w", s.node, err)
+	}
+	state, reason := string(inv.State), inv.Reason
+	if inv.State == StateFailed && inv.LastError != "" {
+		reason += ": " + inv.LastError
+	}
+	if len(reason) > 1024 {
+		reason = reason[:1021] + "..."
+	}
+	haveState, hasState := n.Labels[StateLabel]
+	haveReason, hasReason := n.Annotations[ReasonAnnotation]
+	labels, annotations := map[string]any{}, map[string]any{}
+	switch {
+	case state == "" && hasState:
+		labels[StateLabel] = nil
+	case state != "" && haveState != state:
+		labels[StateLabel] = state
+	}
+	switch {
+	case (reason == "" || state == "") && hasReason:
+		annotations[ReasonAnnotation] = nil
+	case reason != "" && state != "" && haveReason != reason:
+		annotations[ReasonAnnotation] = reason
+	}
+	if len(labels) == 0 && len(annotations) == 0 {
+		return nil
+	}
+	meta := map[string]any{}
+	if len(labels) > 0 {
+		meta["labels"] = labels
+	}
+	if len(annotations) > 0 {
+		meta["annotations"] = annotations
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": meta})
+	if err != nil {
+		return fmt.Errorf("encode node patch: %w", err)
+	}
+	if _, err := s.client.CoreV1().Nodes().Patch(ctx, s.node, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "tessera-agent"}); err != nil {
+		return fmt.Errorf("patch node %s: %w", s.node, err)
+	}
+	s.log.Info("reported state", "node", s.node, "state", state, "reason", reason)
+	return nil
+}
