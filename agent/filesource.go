@@ -41,6 +41,16 @@ func ParseConfig(name string, data []byte) (Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			msgs := make([]string, len(te.Errors))
+			for i, m := range te.Errors {
+				m = strings.Replace(m, " in type agent.Config", " (the keys are layouts and config)", 1)
+				m = strings.Replace(m, " into agent.Config", "; want a mapping with the keys layouts and config", 1)
+				msgs[i] = name + ":" + strings.TrimPrefix(m, "line ")
+			}
+			return Config{}, errors.New(strings.Join(msgs, "\n"))
+		}
 		return Config{}, fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	if c.Config != "" && c.Layouts == "" {
