@@ -462,7 +462,7 @@ func (a *Agent) pass(ctx context.Context) time.Duration {
 // settled publishes a pass that found the node in sync.
 func (a *Agent) settled(inv Inventory) time.Duration {
 	a.failures, a.heldSince = 0, time.Time{}
-	inv.State = StateSuccess
+	inv.State, inv.Reason = StateSuccess, ""
 	if inv.LastApply != nil && len(inv.LastApply.Result.HeldBack) > 0 {
 		// An earlier result is history now; keep the record, not the hold.
 		inv.HeldBack = nil

@@ -212,8 +212,8 @@ func TestAgentAppliesAndFollowsChanges(t *testing.T) {
 			t.Errorf("slice %+v", sl)
 		}
 	}
-	if !inv.InSync() || inv.LastApply == nil || len(inv.LastApply.Result.Done) == 0 {
-		t.Errorf("inventory after apply: in sync %v, last apply %+v", inv.InSync(), inv.LastApply)
+	if !inv.InSync() || inv.Reason != "" || inv.LastApply == nil || len(inv.LastApply.Result.Done) == 0 {
+		t.Errorf("inventory after apply: in sync %v, reason %q, last apply %+v", inv.InSync(), inv.Reason, inv.LastApply)
 	}
 
 	src <- named(t, "all-balanced")

@@ -98,7 +98,7 @@ the command line wins over its variable.`,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newMigCommand(), newPlanCommand(), newBenchCommand(), newDemoCommand(), newVersionCommand())
+	root.AddCommand(newAgentCommand(), newMigCommand(), newPlanCommand(), newBenchCommand(), newDemoCommand(), newVersionCommand())
 	return root
 }
 

@@ -1,0 +1,346 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/tessera-gpu/tessera/agent"
+	"github.com/tessera-gpu/tessera/migconfig"
+)
+
+// agentOptions are the flags of `tessera agent`.
+type agentOptions struct {
+	source        string
+	agentConfig   string
+	layoutsFile   string
+	nodeName      string
+	kubeconfig    string
+	backend       string
+	simState      string
+	policy        string
+	busyTimeout   time.Duration
+	busyPoll      time.Duration
+	resync        time.Duration
+	poll          time.Duration
+	preApplyHook  string
+	postApplyHook string
+	hookTimeout   time.Duration
+	statusAddress string
+	logFormat     string
+	logLevel      string
+}
+
+func newAgentCommand() *cobra.Command {
+	o := &agentOptions{}
+	cat := migconfig.Builtin()
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the node agent: keep the MIG layout as desired and publish the node's slices",
+		Long: `Run the node agent, Tessera's replacement for NVIDIA's mig-manager. It keeps
+this node's MIG layout equal to the desired state and publishes what the node
+has. It reconciles at start, whenever the desired state changes, every
+--resync, and after errors with capped exponential backoff; an agent stopped
+at any point converges when it starts again.
+
+Where the desired state comes from (--source):
+  file        --agent-config (default /etc/tessera/agent.yaml) names a layout
+              file in mig-parted's format and the config to apply:
+                  layouts: layouts.yaml
+                  config: all-balanced
+              Both files are re-read when they change and on SIGHUP.
+  kubernetes  this node's nvidia.com/mig.config label names a config of
+              --layouts-file (the ConfigMap NVIDIA's mig-manager reads), and
+              the tessera.dev/mig-layout annotation can give explicit per-GPU
+              layouts that win over it. The agent writes
+              nvidia.com/mig.config.state (pending, success, failed) back.
+
+A change that must destroy a MIG instance with processes on it follows
+--busy-policy: wait (hold that part back, apply the rest, retry until
+--busy-timeout), fail (change nothing) or force. A layout that cannot be
+applied is refused before the first NVML call.
+
+The status is served on --status-address (loopback by default): GET /status
+(JSON) and /healthz; 'tessera agent status' prints it as a table.`,
+		Example: `  tessera agent --source file --agent-config /etc/tessera/agent.yaml
+  tessera agent --source kubernetes --node-name "$NODE_NAME"
+  tessera agent --backend sim:h100-80gb:2 --agent-config ./agent.yaml --status-address 127.0.0.1:9471
+  tessera agent status`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runAgent(cmd.Context(), o, cat, cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.source, "source", "file", "where the desired state comes from: file or kubernetes")
+	f.StringVar(&o.agentConfig, "agent-config", agent.DefaultConfigPath, "with --source file: the agent configuration file (layouts, config)")
+	f.StringVar(&o.layoutsFile, "layouts-file", agent.DefaultLayoutsPath, "with --source kubernetes: the layout file the nvidia.com/mig.config label selects from")
+	f.StringVar(&o.nodeName, "node-name", "", "this node's name (default: the host name; on Kubernetes set it from the downward API)")
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "with --source kubernetes: kubeconfig file (default: in-cluster config, else $KUBECONFIG)")
+	f.StringVar(&o.backend, "backend", "nvml", backendUsage(cat))
+	f.StringVar(&o.simState, "sim-state", "", "with a sim: backend, keep the simulated node's state in this file")
+	f.StringVar(&o.policy, "busy-policy", string(agent.PolicyWait), "when a change must destroy a busy MIG instance: wait, fail or force")
+	f.DurationVar(&o.busyTimeout, "busy-timeout", 10*time.Minute, "with --busy-policy wait: how long to wait before the state turns failed")
+	f.DurationVar(&o.busyPoll, "busy-poll", 5*time.Second, "how often held-back work is retried")
+	f.DurationVar(&o.resync, "resync", time.Minute, "period of reconcile passes when nothing changes")
+	f.DurationVar(&o.poll, "poll", 2*time.Second, "how often the configuration and layout files are checked for changes")
+	f.StringVar(&o.preApplyHook, "pre-apply-hook", "", "shell command run before an apply that changes something; if it fails nothing is changed")
+	f.StringVar(&o.postApplyHook, "post-apply-hook", "", "shell command run after such an apply ($TESSERA_RESULT says how it went)")
+	f.DurationVar(&o.hookTimeout, "hook-timeout", 5*time.Minute, "time limit of each hook run")
+	f.StringVar(&o.statusAddress, "status-address", agent.DefaultStatusAddress, `address of the status server (/status, /healthz); "" turns it off`)
+	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	cmd.AddCommand(newAgentStatusCommand())
+	return cmd
+}
+
+func (o *agentOptions) logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return nil, withStatus(exitUsage, fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel))
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	switch o.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, hopts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, hopts)), nil
+	}
+	return nil, withStatus(exitUsage, fmt.Errorf("--log-format %q: want text or json", o.logFormat))
+}
+
+func runAgent(ctx context.Context, o *agentOptions, cat *migconfig.Catalog, stderr io.Writer) error {
+	log, err := o.logger(stderr)
+	if err != nil {
+		return err
+	}
+	policy, err := agent.ParsePolicy(o.policy)
+	if err != nil {
+		return withStatus(exitUsage, err)
+	}
+	if o.nodeName == "" {
+		if o.nodeName, err = os.Hostname(); err != nil {
+			return fmt.Errorf("node name: %w (set --node-name)", err)
+		}
+	}
+
+	var (
+		src    agent.Source
+		reload func()
+	)
+	switch o.source {
+	case "file":
+		fs := agent.NewFileSource(o.agentConfig, o.poll)
+		src, reload = fs, fs.Reload
+	case "kubernetes":
+		cfg, err := kubeConfig(o.kubeconfig)
+		if err != nil {
+			return err
+		}
+		client, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return fmt.Errorf("kubernetes client: %w", err)
+		}
+		ks, err := agent.NewKubeSource(client, o.nodeName, agent.KubeSourceOptions{LayoutsPath: o.layoutsFile, Poll: o.poll, Logger: log})
+		if err != nil {
+			return withStatus(exitUsage, err)
+		}
+		src = ks
+	default:
+		return withStatus(exitUsage, fmt.Errorf("unknown --source %q: want file or kubernetes", o.source))
+	}
+
+	b, err := openBackend(ctx, cat, o.backend, o.simState, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := b.close(); err != nil {
+			log.Error("close", "error", err)
+		}
+	}()
+
+	a := agent.New(b.node, src, agent.Options{
+		Catalog:     b.cat,
+		NodeName:    o.nodeName,
+		Policy:      policy,
+		BusyTimeout: o.busyTimeout,
+		BusyPoll:    o.busyPoll,
+		Resync:      o.resync,
+		Hooks:       agent.Hooks{PreApply: o.preApplyHook, PostApply: o.postApplyHook, Timeout: o.hookTimeout},
+		Logger:      log,
+	})
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 3)
+	running := 1
+	go func() { errc <- a.Run(ctx) }()
+	if o.statusAddress != "" {
+		running++
+		go func() {
+			errc <- agent.ServeStatus(ctx, a, o.statusAddress, 3*o.resync+time.Minute, func(addr net.Addr) {
+				log.Info("status server", "address", addr.String())
+			})
+		}()
+	}
+	go notifySystemd(ctx, a, b, log)
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	log.Info("agent started", "node", o.nodeName, "source", o.source, "backend", o.backend, "policy", string(policy))
+	var firstErr error
+	for running > 0 {
+		select {
+		case <-hup:
+			log.Info("SIGHUP: reloading the desired state")
+			if reload != nil {
+				reload()
+			}
+			a.Trigger()
+		case err := <-errc:
+			running--
+			if err != nil && firstErr == nil {
+				firstErr = err
+				cancel()
+			}
+			if err == nil && ctx.Err() == nil {
+				cancel()
+			}
+		}
+	}
+	log.Info("agent stopped")
+	return firstErr
+}
+
+// notifySystemd tells systemd (Type=notify) that the agent is ready once
+// its first pass has published, and keeps its status line current. It also
+// saves a simulated node's state after every change. Without
+// $NOTIFY_SOCKET the notifications are no-ops.
+func notifySystemd(ctx context.Context, a *agent.Agent, b *backend, log *slog.Logger) {
+	ch, stop := a.Subscribe()
+	defer stop()
+	ready := false
+	for {
+		select {
+		case <-ctx.Done():
+			_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+			return
+		case inv := <-ch:
+			msg := "STATUS=" + statusLine(inv)
+			if !ready {
+				msg = daemon.SdNotifyReady + "\n" + msg
+				ready = true
+			}
+			if _, err := daemon.SdNotify(false, msg); err != nil {
+				log.Warn("sd_notify", "error", err)
+			}
+			if b.sim != nil && b.statePath != "" {
+				if data, err := b.sim.MarshalJSON(); err == nil {
+					if err := writeFileAtomic(b.statePath, data); err != nil {
+						log.Warn("save simulated state", "error", err)
+					}
+				}
+			}
+		}
+	}
+}
+
+// statusLine is one line for systemctl status.
+func statusLine(inv agent.Inventory) string {
+	s := string(inv.State)
+	if s == "" {
+		s = "observing (nothing desired)"
+	}
+	if inv.Desired != nil && inv.Desired.Config != "" {
+		s += ", config " + inv.Desired.Config
+	}
+	s += fmt.Sprintf(", %d GPUs, %d slices", len(inv.GPUs), len(inv.Slices()))
+	if inv.Reason != "" && inv.State != agent.StateSuccess {
+		s += ": " + inv.Reason
+	}
+	return strings.ReplaceAll(s, "\n", " ")
+}
+
+// kubeConfig returns the REST config: the kubeconfig file when given, else
+// the in-cluster config, else $KUBECONFIG or ~/.kube/config.
+func kubeConfig(path string) (*rest.Config, error) {
+	if path != "" {
+		cfg, err := clientcmd.BuildConfigFromFlags("", path)
+		if err != nil {
+			return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
+		}
+		return cfg, nil
+	}
+	cfg, err := rest.InClusterConfig()
+	if err == nil {
+		return cfg, nil
+	}
+	if !errors.Is(err, rest.ErrNotInCluster) {
+		return nil, fmt.Errorf("in-cluster config: %w", err)
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("not in a cluster and no usable kubeconfig (give --kubeconfig): %w", err)
+	}
+	return cfg, nil
+}
+
+func newAgentStatusCommand() *cobra.Command {
+	var address, output string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Print a running agent's status: GPUs, layouts desired and applied, slices, held-back work, errors",
+		Long: `Print the status of the agent running on this node, read from its status
+server: the state, where the desired layout comes from, each GPU's layout
+desired and applied, the slices, held-back work and the last error.
+
+Exit status: 0 when the node has its desired layout (or nothing is desired),
+3 when the state is pending or failed, 1 when the agent cannot be reached.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch output {
+			case "table", "json", "yaml":
+			default:
+				return withStatus(exitUsage, fmt.Errorf("unknown output format %q: want table, json or yaml", output))
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			inv, err := agent.FetchStatus(ctx, address)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if output == "table" {
+				err = agent.WriteStatus(out, inv)
+			} else {
+				err = writeStructured(out, output, inv)
+			}
+			if err != nil {
+				return err
+			}
+			if inv.State == agent.StateFailed || inv.State == agent.StatePending {
+				return withStatus(exitNotInSync, fmt.Errorf("the node is not in its desired layout: %s", inv.State))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&address, "status-address", agent.DefaultStatusAddress, "the agent's status server address")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
+	return cmd
+}

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tessera-gpu/tessera/gpu"
+	"github.com/tessera-gpu/tessera/gpu/sim"
+	"github.com/tessera-gpu/tessera/migconfig"
+)
+
+func TestAgentUsageErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"agent", "--source", "etcd", "--backend", "sim:a30:1"}, exitUsage, `unknown --source "etcd"`},
+		{[]string{"agent", "--busy-policy", "later", "--backend", "sim:a30:1"}, exitUsage, "wait, fail or force"},
+		{[]string{"agent", "--log-format", "xml"}, exitUsage, "want text or json"},
+		{[]string{"agent", "--backend", "sim:nope:1", "--status-address", ""}, exitError, "nope"},
+		{[]string{"agent", "status", "--status-address", "127.0.0.1:1"}, exitError, "is the agent running"},
+		{[]string{"agent", "status", "-o", "xml"}, exitUsage, `unknown output format "xml"`},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, _, stderr := tessera(t, tc.args...)
+			if code != tc.code || !strings.Contains(stderr, tc.msg) {
+				t.Fatalf("code %d (want %d), stderr %q (want %q)", code, tc.code, stderr, tc.msg)
+			}
+		})
+	}
+}
+
+// TestAgentCommandAppliesFileSource runs `tessera agent` on a simulated
+// node with a file source and reads the node it saved.
+func TestAgentCommandAppliesFileSource(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "node.json")
+	cfg := filepath.Join(dir, "agent.yaml")
+	if err := os.WriteFile(cfg, []byte("layouts: "+writeFile(t, "layouts.yaml", string(migconfig.DefaultLayoutFile()))+"\nconfig: all-balanced\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"agent", "--backend", "sim:a100-80gb:2", "--sim-state", state,
+			"--agent-config", cfg, "--status-address", "127.0.0.1:0", "--node-name", "gpu-7"}, &bytes.Buffer{}, &stderr)
+	}()
+	cat := migconfig.Builtin()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if data, err := os.ReadFile(state); err == nil {
+			if s, err := sim.Load(cat, data); err == nil && balanced(t, s) {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			<-done
+			t.Fatalf("the agent did not apply all-balanced; log:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if code := <-done; code != exitOK {
+		t.Fatalf("agent exited %d; log:\n%s", code, stderr.String())
+	}
+	for _, want := range []string{"agent started", "node=gpu-7", "state=success", "agent stopped"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}
+
+// balanced reports whether every GPU of s holds A100-80GB's all-balanced
+// layout: 2×1g.10gb, 1×2g.20gb, 1×3g.40gb.
+func balanced(t *testing.T, s *sim.Node) bool {
+	t.Helper()
+	st := snapshotSim(t, s)
+	for _, g := range st.GPUs {
+		if len(g.Instances) != 4 {
+			return false
+		}
+	}
+	return len(st.GPUs) == 2
+}
+
+// snapshotSim reads a simulated node through the gpu package.
+func snapshotSim(t *testing.T, s *sim.Node) migconfig.NodeState {
+	t.Helper()
+	n, err := gpu.Open(context.Background(), s, gpu.Options{Catalog: migconfig.Builtin()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	st, err := n.Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
