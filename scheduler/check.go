@@ -3,6 +3,7 @@ package scheduler
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/tessera-gpu/tessera/migconfig"
 )
@@ -32,6 +33,21 @@ func Check(cat *migconfig.Catalog, c Cluster, w Workload, plan Plan, opts Option
 	}
 	if len(plan.GPUs) != len(gpus) {
 		return fmt.Errorf("plan lists %d GPUs, the cluster has %d", len(plan.GPUs), len(gpus))
+	}
+	// Layouts repeat across a cluster's GPUs: validate each one once.
+	validated := map[string]error{}
+	validate := func(m *migconfig.GPUModel, l migconfig.GPULayout) error {
+		var key strings.Builder
+		key.WriteString(m.Key)
+		for _, in := range l.Instances {
+			fmt.Fprintf(&key, "|%d@%d:%d", in.Profile, in.Placement.Start, in.Placement.Size)
+		}
+		err, ok := validated[key.String()]
+		if !ok {
+			err = migconfig.ValidateLayout(m, l)
+			validated[key.String()] = err
+		}
+		return err
 	}
 	before, after := map[string]int{}, map[string]int{}
 	destroyedBusy := map[string]int{}
@@ -71,7 +87,7 @@ func Check(cat *migconfig.Catalog, c Cluster, w Workload, plan Plan, opts Option
 				fail("%s: new replica of %q on a cordoned GPU", where, s.Service)
 			}
 		}
-		if err := migconfig.ValidateLayout(m, layout); err != nil {
+		if err := validate(m, layout); err != nil {
 			fail("%s: %v", where, err)
 		}
 		for _, s := range g.Slices {
