@@ -7,21 +7,47 @@ BIN         := $(CURDIR)/bin
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(BIN)/staticcheck-$(STATICCHECK_VERSION)
 FUZZTIME    ?= 60s
+# make install: PREFIX for the binary, SYSCONFDIR for /etc/tessera,
+# UNITDIR for the systemd unit; DESTDIR stages everything under a root.
+PREFIX      ?= /usr/local
+SYSCONFDIR  ?= /etc
+UNITDIR     ?= /lib/systemd/system
+DESTDIR     ?=
+# The e2e tests' kube-apiserver, kubectl and etcd, built once per machine.
+E2E_COMPONENTS := GO="$(GO)" $(CURDIR)/e2e/scripts/components.sh
 # NVML's cgo header declares deprecated functions; their warnings are noise.
 export CGO_CFLAGS ?= -O2 -Wno-deprecated-declarations
 
-.PHONY: all build test demo bench lint fmt fuzz clean help
+.PHONY: all build test test-unit test-e2e e2e-components install demo bench lint fmt fuzz clean help
 
 all: build
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
 build: ## build bin/tessera
 	$(GO) build -o $(BIN)/tessera ./cmd/tessera
 
-test: ## run every test (unit, property, sim-backed, fuzz seeds)
+test: test-unit test-e2e ## run every test: unit, property, sim-backed, fuzz seeds and end-to-end
+
+test-unit: ## run the product module's tests
 	$(GO) test -count=1 ./...
+
+test-e2e: ## run the end-to-end tests against a real kube-apiserver and etcd (builds them once per machine, ~7 min)
+	bin=$$($(E2E_COMPONENTS)) && cd e2e && TESSERA_E2E_BIN="$$bin" TESSERA_REPO="$(CURDIR)" $(GO) test -count=1 ./...
+
+e2e-components: ## build kube-apiserver, kubectl and etcd for e2e/ (once per machine; ~7 min cold)
+	$(E2E_COMPONENTS)
+
+install: build ## install the binary, the systemd unit and default /etc/tessera files (PREFIX, SYSCONFDIR, UNITDIR, DESTDIR)
+	install -D -m 0755 $(BIN)/tessera $(DESTDIR)$(PREFIX)/bin/tessera
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/tessera
+	sed -e 's#/usr/local/bin/tessera#$(PREFIX)/bin/tessera#g' -e 's#/etc/tessera/#$(SYSCONFDIR)/tessera/#g' \
+	  systemd/tessera-agent.service > $(DESTDIR)$(UNITDIR)/tessera-agent.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/tessera-agent.service
+	@# Configuration the operator may have edited is never overwritten.
+	test -e $(DESTDIR)$(SYSCONFDIR)/tessera/agent.yaml || install -m 0644 systemd/agent.yaml $(DESTDIR)$(SYSCONFDIR)/tessera/agent.yaml
+	test -e $(DESTDIR)$(SYSCONFDIR)/tessera/layouts.yaml || install -m 0644 systemd/layouts.yaml $(DESTDIR)$(SYSCONFDIR)/tessera/layouts.yaml
 
 demo: build ## run the demo on a simulated 8x A100-80GB node
 	$(BIN)/tessera demo
@@ -40,6 +66,7 @@ lint: $(STATICCHECK) ## gofmt, go vet and staticcheck
 	  if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
+	cd e2e && $(GO) vet ./... && $(STATICCHECK) ./...
 
 $(STATICCHECK):
 	mkdir -p $(BIN)

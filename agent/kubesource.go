@@ -50,8 +50,11 @@ type KubeSource struct {
 	poll        time.Duration
 	log         *slog.Logger
 
-	mu     sync.Mutex
-	lister func() (*corev1.Node, error) // set once Run's informer syncs
+	mu         sync.Mutex
+	lister     func() (*corev1.Node, error) // set once Run's informer syncs
+	reported   bool                         // Report has patched the node
+	lastState  string                       // what Report last wrote
+	lastReason string
 }
 
 // KubeSourceOptions configures a KubeSource.
@@ -199,14 +202,12 @@ func (s *KubeSource) getNode(ctx context.Context) (*corev1.Node, error) {
 	return s.client.CoreV1().Nodes().Get(ctx, s.node, metav1.GetOptions{})
 }
 
-// Report implements Reporter: it sets nvidia.com/mig.config.state (and the
-// reason annotation) on the node when they differ from the Inventory's
-// state, and removes them when nothing is desired.
+// Report implements Reporter: it sets nvidia.com/mig.config.state and the
+// reason annotation to the Inventory's state (removing the reason on
+// success, and both when nothing is desired). It patches only when the
+// state or reason differs from what it last wrote: the informer's cache may
+// lag behind its own patches, so the cache is not what it compares with.
 func (s *KubeSource) Report(ctx context.Context, inv Inventory) error {
-	n, err := s.getNode(ctx)
-	if err != nil {
-		return fmt.Errorf("node %s: %w", s.node, err)
-	}
 	state, reason := string(inv.State), inv.Reason
 	if inv.State == StateFailed && inv.LastError != "" {
 		reason += ": " + inv.LastError
@@ -214,38 +215,35 @@ func (s *KubeSource) Report(ctx context.Context, inv Inventory) error {
 	if len(reason) > 1024 {
 		reason = reason[:1021] + "..."
 	}
-	haveState, hasState := n.Labels[StateLabel]
-	haveReason, hasReason := n.Annotations[ReasonAnnotation]
-	labels, annotations := map[string]any{}, map[string]any{}
-	switch {
-	case state == "" && hasState:
-		labels[StateLabel] = nil
-	case state != "" && haveState != state:
-		labels[StateLabel] = state
+	if inv.State == StateSuccess || state == "" {
+		reason = ""
 	}
-	switch {
-	case (reason == "" || state == "") && hasReason:
-		annotations[ReasonAnnotation] = nil
-	case reason != "" && state != "" && haveReason != reason:
-		annotations[ReasonAnnotation] = reason
-	}
-	if len(labels) == 0 && len(annotations) == 0 {
+	s.mu.Lock()
+	same := s.reported && s.lastState == state && s.lastReason == reason
+	s.mu.Unlock()
+	if same {
 		return nil
 	}
-	meta := map[string]any{}
-	if len(labels) > 0 {
-		meta["labels"] = labels
+	var labelValue, reasonValue any // nil removes the key
+	if state != "" {
+		labelValue = state
 	}
-	if len(annotations) > 0 {
-		meta["annotations"] = annotations
+	if reason != "" {
+		reasonValue = reason
 	}
-	patch, err := json.Marshal(map[string]any{"metadata": meta})
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
+		"labels":      map[string]any{StateLabel: labelValue},
+		"annotations": map[string]any{ReasonAnnotation: reasonValue},
+	}})
 	if err != nil {
 		return fmt.Errorf("encode node patch: %w", err)
 	}
 	if _, err := s.client.CoreV1().Nodes().Patch(ctx, s.node, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "tessera-agent"}); err != nil {
 		return fmt.Errorf("patch node %s: %w", s.node, err)
 	}
+	s.mu.Lock()
+	s.reported, s.lastState, s.lastReason = true, state, reason
+	s.mu.Unlock()
 	s.log.Info("reported state", "node", s.node, "state", state, "reason", reason)
 	return nil
 }
