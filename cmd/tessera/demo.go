@@ -37,7 +37,9 @@ func newDemoCommand() *cobra.Command {
 		Long: `Run Tessera on a simulated node of 8× A100-80GB (no GPU needed): apply NVIDIA's
 all-balanced layout, change one GPU and show that only that GPU's changed
 instances are touched, compare the NVML calls with mig-parted's full wipe,
-and show a busy slice being held back and applied once its process ends.`,
+show a busy slice being held back and applied once its process ends, then
+run the node agent on a simulated 2× H100-80GB node and edit its
+configuration file to watch it converge.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDemo(cmd.Context(), cmd.OutOrStdout(), "a100-80gb")
@@ -203,7 +205,7 @@ func runDemo(ctx context.Context, w io.Writer, modelKey string) error {
 		return fmt.Errorf("demo: node did not converge: %s", migconfig.FormatOps(left))
 	}
 	fmt.Fprintf(w, "\ntessera mig assert -c demo: layout \"demo\" is applied\n")
-	return nil
+	return d.demoAgent(ctx)
 }
 
 // layoutOf returns GPU i's current layout, placements included.
