@@ -154,3 +154,24 @@ func compact(n *yaml.Node) {
 		compact(c)
 	}
 }
+
+// WriteInstance writes one planning instance into dir, which must exist:
+// the workload as WorkloadFile and the cluster (with its current slices,
+// if any) as ClusterFile, in the YAML WriteScenario writes. It returns
+// the two paths. `tessera bench` uses it to plan in a child process.
+func WriteInstance(dir string, c scheduler.Cluster, w scheduler.Workload) (workload, cluster string, err error) {
+	workload, cluster = filepath.Join(dir, WorkloadFile), filepath.Join(dir, ClusterFile)
+	for _, f := range []struct {
+		name string
+		v    any
+	}{{workload, w}, {cluster, c}} {
+		data, err := marshalCompact(f.v)
+		if err != nil {
+			return "", "", fmt.Errorf("bench: %s: %w", f.name, err)
+		}
+		if err := os.WriteFile(f.name, data, 0o644); err != nil {
+			return "", "", fmt.Errorf("bench: %w", err)
+		}
+	}
+	return workload, cluster, nil
+}

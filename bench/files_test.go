@@ -11,6 +11,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tessera-gpu/tessera/migconfig"
 	"github.com/tessera-gpu/tessera/scheduler"
 )
 
@@ -136,5 +137,40 @@ func TestWriteScenarioBadNames(t *testing.T) {
 				t.Errorf("wrote %v despite the error", got)
 			}
 		})
+	}
+}
+
+func TestWriteInstance(t *testing.T) {
+	s := mustScenario(t, "s3")
+	// A running cluster: one GPU with a slice and its replica.
+	running := s.Cluster
+	running.Nodes = slices.Clone(running.Nodes)
+	running.Nodes[0].GPUs = slices.Clone(running.Nodes[0].GPUs)
+	running.Nodes[0].GPUs[1].Slices = []scheduler.Slice{{Profile: "7g.80gb", Placement: migconfig.Placement{Start: 0, Size: 8}, Service: "bert"}}
+	dir := t.TempDir()
+	wf, cf, err := WriteInstance(dir, running, s.Workload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wf != filepath.Join(dir, WorkloadFile) || cf != filepath.Join(dir, ClusterFile) {
+		t.Errorf("paths %s, %s", wf, cf)
+	}
+	data, err := os.ReadFile(wf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := scheduler.ParseWorkload(wf, data)
+	if err != nil || !reflect.DeepEqual(w, s.Workload) {
+		t.Errorf("workload does not round-trip: %v", err)
+	}
+	if data, err = os.ReadFile(cf); err != nil {
+		t.Fatal(err)
+	}
+	c, err := scheduler.ParseCluster(cf, data)
+	if err != nil || !reflect.DeepEqual(c, running) {
+		t.Errorf("cluster does not round-trip: %v", err)
+	}
+	if _, _, err := WriteInstance(filepath.Join(dir, "missing"), running, s.Workload); err == nil {
+		t.Error("writing into a missing directory did not fail")
 	}
 }

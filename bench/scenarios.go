@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 
 	"github.com/tessera-gpu/tessera/scheduler"
@@ -99,8 +100,43 @@ func Scenarios(names ...string) ([]Scenario, error) {
 	return out, nil
 }
 
+// Seeded reports whether the named scenario draws random choices, so that
+// ScenarioWithSeed can build it with other seeds: the zipf scenarios and
+// dynamic.
+func Seeded(name string) bool {
+	return strings.HasPrefix(name, "zipf") || name == "dynamic"
+}
+
+// ScenarioWithSeed builds a seeded scenario (see Seeded) with another
+// seed: the zipf scenarios draw their services' models with it, dynamic
+// its steps. With the scenario's own seed (ZipfSeed, DynamicSeed) it is
+// the scenario Scenarios returns. Seed 0 is refused, as is a scenario
+// that is not seeded.
+func ScenarioWithSeed(name string, seed uint64) (Scenario, error) {
+	if !Seeded(name) || !slices.Contains(scenarioNames[:], name) {
+		return Scenario{}, fmt.Errorf("bench: scenario %q has no seed to vary; seeded scenarios: zipf200, zipf2000, zipf20000, dynamic", name)
+	}
+	if seed == 0 {
+		return Scenario{}, fmt.Errorf("bench: scenario %s: seed 0 means no seed; use another", name)
+	}
+	d := ParvaGPU()
+	return buildSeededScenario(&d, name, seed)
+}
+
 // buildScenario builds one scenario by name.
 func buildScenario(d *ThroughputData, name string) (Scenario, error) {
+	switch name {
+	case "zipf200", "zipf2000", "zipf20000":
+		return buildSeededScenario(d, name, ZipfSeed)
+	case "dynamic":
+		return buildSeededScenario(d, name, DynamicSeed)
+	}
+	return buildSeededScenario(d, name, 0)
+}
+
+// buildSeededScenario builds one scenario by name; seed is used by the
+// seeded scenarios only.
+func buildSeededScenario(d *ThroughputData, name string, seed uint64) (Scenario, error) {
 	s := Scenario{Name: name}
 	switch name {
 	case "s2", "s3", "s4", "s5", "s6":
@@ -112,14 +148,14 @@ func buildScenario(d *ThroughputData, name string) (Scenario, error) {
 	case "s6x630":
 		s.Workload = sloWorkload(d, 6, 630)
 	case "zipf200":
-		s.Seed, s.Workload = ZipfSeed, zipfWorkload(d, 200, ZipfSeed)
+		s.Seed, s.Workload = seed, zipfWorkload(d, 200, seed)
 	case "zipf2000":
-		s.Seed, s.Workload = ZipfSeed, zipfWorkload(d, 2000, ZipfSeed)
+		s.Seed, s.Workload = seed, zipfWorkload(d, 2000, seed)
 	case "zipf20000":
-		s.Seed, s.Workload = ZipfSeed, zipfWorkload(d, 20000, ZipfSeed)
+		s.Seed, s.Workload = seed, zipfWorkload(d, 20000, seed)
 	case "dynamic":
-		s.Seed, s.Workload = DynamicSeed, sloWorkload(d, 6, 6)
-		s.Steps = DynamicSteps(s.Workload, DynamicSeed)
+		s.Seed, s.Workload = seed, sloWorkload(d, 6, 6)
+		s.Steps = DynamicSteps(s.Workload, seed)
 	default:
 		return Scenario{}, fmt.Errorf("bench: unknown scenario %q; valid scenarios: %s", name, strings.Join(scenarioNames[:], ", "))
 	}

@@ -347,3 +347,49 @@ func TestSizeCluster(t *testing.T) {
 		}
 	}
 }
+
+func TestScenarioWithSeed(t *testing.T) {
+	for _, name := range []string{"zipf200", "dynamic"} {
+		own := mustScenario(t, name)
+		same, err := ScenarioWithSeed(name, own.Seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(same, own) {
+			t.Errorf("%s with its own seed differs from Scenarios(%q)", name, name)
+		}
+		other, err := ScenarioWithSeed(name, own.Seed+1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if other.Seed != own.Seed+1 || other.Name != name {
+			t.Errorf("%s seed %d: got %s seed %d", name, own.Seed+1, other.Name, other.Seed)
+		}
+		if reflect.DeepEqual(other.Workload, own.Workload) && reflect.DeepEqual(other.Steps, own.Steps) {
+			t.Errorf("%s: another seed gives the same scenario", name)
+		}
+	}
+	// dynamic's seed changes the steps only.
+	a, _ := ScenarioWithSeed("dynamic", 3)
+	if b := mustScenario(t, "dynamic"); !reflect.DeepEqual(a.Workload, b.Workload) {
+		t.Error("dynamic's initial workload depends on the seed")
+	}
+	for _, name := range []string{"zipf2000", "zipf20000", "dynamic"} {
+		if !Seeded(name) {
+			t.Errorf("Seeded(%q) = false", name)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		seed uint64
+		msg  string
+	}{
+		{"s6", 5, `scenario "s6" has no seed`},
+		{"zipf7", 5, `scenario "zipf7" has no seed`},
+		{"zipf200", 0, "seed 0"},
+	} {
+		if _, err := ScenarioWithSeed(c.name, c.seed); err == nil || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("ScenarioWithSeed(%q, %d): err = %v, want %q", c.name, c.seed, err, c.msg)
+		}
+	}
+}
