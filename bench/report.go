@@ -72,6 +72,34 @@ type Result struct {
 	// AllocMiB is the memory allocated during one plan (the growth of
 	// runtime.MemStats.TotalAlloc), in MiB.
 	AllocMiB float64 `json:"alloc_mib"`
+	// PeakRSSMiB is, for Tessera's rows when RunOptions.PeakRSS is set,
+	// the peak resident memory of the same plan made by a separate
+	// `tessera plan` process, while it plans; BaseRSSMiB is that
+	// process's resident memory when planning starts (the program and
+	// its inputs), so PeakRSSMiB − BaseRSSMiB is what planning adds;
+	// InputRSSMiB is its peak while reading the input files. See RSS.
+	PeakRSSMiB  *float64 `json:"peak_rss_mib,omitempty"`
+	BaseRSSMiB  *float64 `json:"base_rss_mib,omitempty"`
+	InputRSSMiB *float64 `json:"input_rss_mib,omitempty"`
+	// Exact is, on the rows of a scenario's initial plan, the proven
+	// fewest GPUs that serve its workload (RunOptions.ExactBudget): found
+	// by scheduler.ExactMinGPUs, or, when its search refuted every count
+	// below Tessera's GPUs but ran out of budget before finding its own
+	// plan, Tessera's count (ExactWitness says which). ExactLower is the
+	// search's proven lower bound (Exact when decided), ExactSliceBound
+	// the whole-replica slice bound it started from, ExactSeconds and
+	// ExactNodes what the search took. All are absent when the search
+	// did not run.
+	Exact           *int     `json:"exact,omitempty"`
+	ExactWitness    string   `json:"exact_witness,omitempty"`
+	ExactLower      *int     `json:"exact_lower,omitempty"`
+	ExactSliceBound *int     `json:"exact_slice_bound,omitempty"`
+	ExactSeconds    *float64 `json:"exact_seconds,omitempty"`
+	ExactNodes      *int     `json:"exact_nodes,omitempty"`
+	// Sweep summarises, on Tessera's rows of a seeded scenario (Seeded),
+	// the same plan (or re-plan step) over RunOptions.Seeds seeds; the
+	// row's other figures are those of the scenario's own seed.
+	Sweep *SeedSweep `json:"seed_sweep,omitempty"`
 	// ChangedGPUs counts, for a re-plan, the GPUs in use before and after
 	// whose layout changes (Tessera: Plan.ChangedGPUs; baselines, which
 	// re-plan fresh: the same count against the previous step's plan).
@@ -168,7 +196,46 @@ type RunOptions struct {
 	// Replan maps planner names to their incremental re-planner for the
 	// dynamic scenario; nil means Replanners().
 	Replan map[string]Replanner
+	// ExactBudget is the search budget (search nodes) of
+	// scheduler.ExactMinGPUs on each scenario's initial workload; 0 means
+	// DefaultExactBudget, a negative value skips the exact search.
+	ExactBudget int
+	// Seeds is how many seeds Tessera's plans of each seeded scenario
+	// are swept over (Result.Sweep): the scenario's own seed and the
+	// Seeds−1 after it. 0 or 1 skips the sweep.
+	Seeds int
+	// SeedExactBudget is the exact search's budget per seed of a sweep; 0
+	// means DefaultSeedExactBudget, a negative value skips it.
+	SeedExactBudget int
+	// PeakRSS, when set, measures each of Tessera's plans again in a
+	// separate process and returns its peak resident memory
+	// (Result.PeakRSSMiB). c, w and opts are the plan's inputs.
+	PeakRSS func(ctx context.Context, c scheduler.Cluster, w scheduler.Workload, opts scheduler.Options) (RSS, error)
 }
+
+// RSS is the resident memory of one plan made in a separate process.
+type RSS struct {
+	// PeakMiB is the peak resident set while planning: the process has
+	// read its inputs, collected their garbage, returned free memory to
+	// the OS and reset its high-water mark before it plans.
+	PeakMiB float64
+	// BaseMiB is the resident set when planning starts, after that
+	// reset: the program (code and data pages touched, runtime) and the
+	// inputs.
+	BaseMiB float64
+	// InputMiB is the peak resident set while reading the input files,
+	// before planning.
+	InputMiB float64
+}
+
+// Budgets of the exact search in Run.
+const (
+	// DefaultExactBudget is RunOptions.ExactBudget's default: a few
+	// seconds at most per scenario on the benchmark machine.
+	DefaultExactBudget = 2_000_000
+	// DefaultSeedExactBudget is RunOptions.SeedExactBudget's default.
+	DefaultSeedExactBudget = 500_000
+)
 
 // Default timing repeats.
 const (
@@ -181,9 +248,13 @@ const (
 // a scenario with steps (dynamic), each planner's initial plan is applied
 // to the cluster and every step is re-planned from the cluster as the
 // previous plan left it: incrementally by planners in opts.Replan, fresh
-// by the others. Planner failures and illegal plans are reported in
-// Result.Error, not as an error; Run fails only when ctx is done or the
-// reference computations (lower bound, reference baselines) fail.
+// by the others. Then, unless disabled in opts, it runs the exact search
+// on each scenario's initial workload (Result.Exact), sweeps Tessera over
+// seeds on the seeded scenarios (Result.Sweep) and measures Tessera's
+// peak memory in separate processes (Result.PeakRSSMiB). Planner failures
+// and illegal plans are reported in Result.Error, not as an error; Run
+// fails only when ctx is done or the reference computations (lower bound,
+// reference baselines, exact search, memory measurement) fail.
 func Run(ctx context.Context, scenarios []Scenario, planners []Planner, opts RunOptions) ([]Result, error) {
 	cat := opts.Catalog
 	if cat == nil {
@@ -193,6 +264,7 @@ func Run(ctx context.Context, scenarios []Scenario, planners []Planner, opts Run
 	if replan == nil {
 		replan = Replanners()
 	}
+	rc := runContext{cat: cat, replan: replan, runs: opts.Runs, rss: opts.PeakRSS}
 	var out []Result
 	for _, s := range scenarios {
 		refs := make([]reference, 1+len(s.Steps))
@@ -205,16 +277,24 @@ func Run(ctx context.Context, scenarios []Scenario, planners []Planner, opts Run
 				return out, fmt.Errorf("bench: scenario %s step %s: %w", s.Name, st.Name, err)
 			}
 		}
+		first := len(out)
+		var tessera *scheduler.Plan
 		for _, p := range planners {
 			start := time.Now()
-			rs, err := runPlanner(ctx, cat, s, p, replan, refs, opts.Runs)
+			rs, initial, err := rc.runPlanner(ctx, s, p, refs)
 			out = append(out, rs...)
 			if err != nil {
 				return out, err
 			}
+			if p.Name == TesseraPlanner && len(rs) > 0 && rs[0].Error == "" {
+				tessera = &initial
+			}
 			if opts.Progress != nil && len(rs) > 0 {
 				r := rs[0]
 				status := fmt.Sprintf("%d GPUs (LB3 %d), plan %s", r.GPUs, r.LB3, seconds(r.PlanSeconds))
+				if r.PeakRSSMiB != nil {
+					status += fmt.Sprintf(", peak RSS %.1f MiB", *r.PeakRSSMiB)
+				}
 				if len(rs) > 1 {
 					status += fmt.Sprintf(", %d re-plans", len(rs)-1)
 				}
@@ -227,8 +307,103 @@ func Run(ctx context.Context, scenarios []Scenario, planners []Planner, opts Run
 				fmt.Fprintf(opts.Progress, "bench: %s/%s: %s [%.1fs]\n", s.Name, p.Name, status, time.Since(start).Seconds())
 			}
 		}
+		if opts.ExactBudget >= 0 {
+			start := time.Now()
+			ex, err := exactOptimum(cat, s.Cluster, s.Workload, tessera, opts.ExactBudget)
+			if err != nil {
+				return out, fmt.Errorf("bench: scenario %s: %w", s.Name, err)
+			}
+			for i := first; i < len(out); i++ {
+				if out[i].Step == "" {
+					ex.fill(&out[i])
+				}
+			}
+			if opts.Progress != nil {
+				fmt.Fprintf(opts.Progress, "bench: %s/exact: %s [%.1fs]\n", s.Name, ex.describe(), time.Since(start).Seconds())
+			}
+		}
+		if opts.Seeds > 1 && Seeded(s.Name) {
+			i := slices.IndexFunc(planners, func(p Planner) bool { return p.Name == TesseraPlanner })
+			if i >= 0 {
+				start := time.Now()
+				sweeps, err := rc.sweep(ctx, s, planners[i], opts.Seeds, opts.SeedExactBudget)
+				if err != nil {
+					return out, err
+				}
+				for j := first; j < len(out); j++ {
+					if out[j].Planner == TesseraPlanner && sweeps[out[j].Step] != nil {
+						out[j].Sweep = sweeps[out[j].Step]
+					}
+				}
+				if opts.Progress != nil {
+					fmt.Fprintf(opts.Progress, "bench: %s/tessera over %d seeds [%.1fs]\n", s.Name, opts.Seeds, time.Since(start).Seconds())
+				}
+			}
+		}
 	}
 	return out, nil
+}
+
+// runContext is what every planner's run shares.
+type runContext struct {
+	cat    *migconfig.Catalog
+	replan map[string]Replanner
+	runs   int
+	rss    func(ctx context.Context, c scheduler.Cluster, w scheduler.Workload, opts scheduler.Options) (RSS, error)
+}
+
+// exactResult is the exact search's answer for one workload.
+type exactResult struct {
+	res     scheduler.ExactResult
+	exact   int // the proven optimum, 0 when undecided
+	witness string
+	seconds float64
+}
+
+// exactOptimum runs scheduler.ExactMinGPUs on w with the benchmark's GPU
+// model. When the search refutes every count below the GPUs of tessera
+// (Tessera's plan of w on c, nil if none) but runs out of budget at that
+// count, tessera's plan, if it is legal and serves all demand, is the
+// witness that the count is the optimum.
+func exactOptimum(cat *migconfig.Catalog, c scheduler.Cluster, w scheduler.Workload, tessera *scheduler.Plan, budget int) (exactResult, error) {
+	if budget == 0 {
+		budget = DefaultExactBudget
+	}
+	start := time.Now()
+	res, err := scheduler.ExactMinGPUs(cat, GPUModel, w, budget)
+	out := exactResult{res: res, seconds: time.Since(start).Seconds()}
+	if err != nil {
+		return out, fmt.Errorf("exact search: %w", err)
+	}
+	switch {
+	case res.Optimal:
+		out.exact, out.witness = res.GPUs, "search"
+	case tessera != nil && res.Lower > 0 && tessera.GPUsUsed == res.Lower:
+		m, err := Evaluate(cat, c, w, *tessera)
+		if err == nil && m.ServicesShort == 0 && m.ReplicasShort == 0 && m.GPUs == res.Lower &&
+			scheduler.Check(cat, c, w, *tessera, scheduler.Options{Fresh: true}) == nil {
+			out.exact, out.witness = res.Lower, TesseraPlanner
+		}
+	}
+	return out, nil
+}
+
+func (e exactResult) fill(r *Result) {
+	if e.exact > 0 || e.res.Optimal {
+		r.Exact, r.ExactWitness = ptr(e.exact), e.witness
+	}
+	r.ExactLower, r.ExactSliceBound = ptr(e.res.Lower), ptr(e.res.SliceBound)
+	r.ExactSeconds, r.ExactNodes = ptr(e.seconds), ptr(e.res.Nodes)
+}
+
+func (e exactResult) describe() string {
+	if e.exact > 0 || e.res.Optimal {
+		return fmt.Sprintf("optimum %d GPUs (witness: %s; slice bound %d, %d nodes)", e.exact, e.witness, e.res.SliceBound, e.res.Nodes)
+	}
+	if e.res.Lower == 0 {
+		return fmt.Sprintf("undecided: the budget of %d nodes ran out while enumerating the replica mixes", e.res.Nodes-1)
+	}
+	return fmt.Sprintf("undecided: ≥ %d GPUs proven (slice bound %d), budget of %d nodes spent", e.res.Lower, e.res.SliceBound, e.res.Nodes-1)
 }
 
 // reference holds what every planner's result on one workload is
@@ -270,21 +445,27 @@ func newReference(cat *migconfig.Catalog, c scheduler.Cluster, w scheduler.Workl
 }
 
 // runPlanner runs one planner on one scenario: the initial plan, then, for
-// a dynamic scenario, one re-plan per step.
-func runPlanner(ctx context.Context, cat *migconfig.Catalog, s Scenario, p Planner, replan map[string]Replanner, refs []reference, runs int) ([]Result, error) {
-	plan, r, err := measure(ctx, runs, func() (scheduler.Plan, error) { return p.Plan(cat, s.Cluster, s.Workload) })
+// a dynamic scenario, one re-plan per step. It returns the results and
+// the initial plan.
+func (rc runContext) runPlanner(ctx context.Context, s Scenario, p Planner, refs []reference) ([]Result, scheduler.Plan, error) {
+	cat := rc.cat
+	plan, r, err := measure(ctx, rc.runs, func() (scheduler.Plan, error) { return p.Plan(cat, s.Cluster, s.Workload) })
 	if err != nil {
-		return nil, err
+		return nil, plan, err
 	}
+	initial := plan
 	r.Scenario, r.Planner = s.Name, p.Name
 	opts := scheduler.Options{Fresh: true}
 	fillResult(cat, &r, s.Cluster, s.Workload, plan, opts, refs[0])
+	if err := rc.peakRSS(ctx, &r, s.Cluster, s.Workload, opts); err != nil {
+		return []Result{r}, initial, err
+	}
 	out := []Result{r}
 	if r.Error != "" {
-		return out, nil
+		return out, initial, nil
 	}
 	current := plan.Applied(s.Cluster)
-	rp, incremental := replan[p.Name]
+	rp, incremental := rc.replan[p.Name]
 	for i, st := range s.Steps {
 		prev := current
 		do := func() (scheduler.Plan, error) { return p.Plan(cat, prev, st.Workload) }
@@ -292,9 +473,9 @@ func runPlanner(ctx context.Context, cat *migconfig.Catalog, s Scenario, p Plann
 			do = func() (scheduler.Plan, error) { return rp.Plan(cat, prev, st.Workload) }
 			opts = rp.Options
 		}
-		plan, r, err := measure(ctx, runs, do)
+		plan, r, err := measure(ctx, rc.runs, do)
 		if err != nil {
-			return out, err
+			return out, initial, err
 		}
 		r.Scenario, r.Planner, r.Step = s.Name, p.Name, st.Name
 		fillResult(cat, &r, prev, st.Workload, plan, opts, refs[i+1])
@@ -313,13 +494,35 @@ func runPlanner(ctx context.Context, cat *migconfig.Catalog, s Scenario, p Plann
 			r.ChangedGPUs, r.AddedGPUs, r.ReleasedGPUs = ptr(changed), ptr(added), ptr(released)
 			r.ChangedFraction = ptr(ratio(float64(changed), float64(r.GPUs), 0))
 		}
+		if err := rc.peakRSS(ctx, &r, prev, st.Workload, opts); err != nil {
+			return append(out, r), initial, err
+		}
 		out = append(out, r)
 		if r.Error != "" {
 			break
 		}
 		current = plan.Applied(prev)
 	}
-	return out, nil
+	return out, initial, nil
+}
+
+// peakRSS measures Tessera's plan of w on c in a separate process (see
+// RunOptions.PeakRSS) and records it in r; other planners' rows, failed
+// plans and runs without a PeakRSS function are left alone.
+func (rc runContext) peakRSS(ctx context.Context, r *Result, c scheduler.Cluster, w scheduler.Workload, opts scheduler.Options) error {
+	if rc.rss == nil || r.Planner != TesseraPlanner || r.Error != "" {
+		return nil
+	}
+	m, err := rc.rss(ctx, c, w, opts)
+	if err != nil {
+		where := r.Scenario
+		if r.Step != "" {
+			where += " step " + r.Step
+		}
+		return fmt.Errorf("bench: scenario %s: peak RSS: %w", where, err)
+	}
+	r.PeakRSSMiB, r.BaseRSSMiB, r.InputRSSMiB = ptr(m.PeakMiB), ptr(m.BaseMiB), ptr(m.InputMiB)
+	return nil
 }
 
 // measure runs plan runs times (see RunOptions.Runs) and returns the last
@@ -489,7 +692,9 @@ func Markdown(results []Result, info ReportInfo) string {
 	p("Columns: **GPUs** used; **LB3** the configuration-LP lower bound (`scheduler.LowerBound`) and **ratio** GPUs/LB3; ")
 	p("**saved** the GPUs saved against the whole-GPU baseline and against the best static layout (all-1g/2g/3g/balanced) that meets all demand; ")
 	p("**util** allocated compute / memory slices of the GPUs used; **met** the fraction of demand served; **stranded** compute slices no instance covers; ")
-	p("**plan** wall time of one plan, median and p99 (nearest rank) over the runs; **alloc** MiB allocated by one plan. ")
+	p("**plan** wall time of one plan, median and p99 (nearest rank) over the runs; **alloc** MiB allocated by one plan; ")
+	p("**peak RSS** the peak resident memory, in MiB, of a separate `tessera plan` process making Tessera's same plan, while it plans (its input files already read; see below); ")
+	p("**exact** the proven fewest GPUs (`scheduler.ExactMinGPUs`, see below; `≥ n` where the search ran out of budget but proved more than LB3, `–` where it proved no more). ")
 	p("A `✗` marks a plan that failed `bench.Evaluate` or `scheduler.Check`.\n\n")
 
 	byScenario := map[string][]Result{}
@@ -502,8 +707,8 @@ func Markdown(results []Result, info ReportInfo) string {
 	}
 
 	p("## Headlines\n\n")
-	p("| scenario | LB3 | tessera GPUs | ratio | best static | whole-GPU | saved vs whole-GPU | saved vs best static | plan p50 |\n")
-	p("|---|--:|--:|--:|---|--:|--:|--:|--:|\n")
+	p("| scenario | LB3 | exact | tessera GPUs | ratio | best static | whole-GPU | saved vs whole-GPU | saved vs best static | plan p50 | peak RSS MiB |\n")
+	p("|---|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|\n")
 	for _, name := range order {
 		for _, r := range byScenario[name] {
 			if r.Planner != TesseraPlanner || r.Step != "" {
@@ -513,8 +718,8 @@ func Markdown(results []Result, info ReportInfo) string {
 			if ref := findResult(byScenario[name], WholeGPUPlanner, ""); ref != nil {
 				whole = fmt.Sprint(ref.GPUs)
 			}
-			p("| %s | %d | %s | %.3f | %s | %s | %s | %s | %s |\n", name, r.LB3, gpusCell(r), r.RatioLB3, bestStaticCell(r), whole,
-				percent(r.SavedVsWholeGPU), percentPtr(r.SavedVsBestStatic), seconds(r.PlanSeconds))
+			p("| %s | %d | %s | %s | %.3f | %s | %s | %s | %s | %s | %s |\n", name, r.LB3, exactCell(r), gpusCell(r), r.RatioLB3, bestStaticCell(r), whole,
+				percent(r.SavedVsWholeGPU), percentPtr(r.SavedVsBestStatic), seconds(r.PlanSeconds), mibPtr(r.PeakRSSMiB))
 		}
 	}
 	p("\n")
@@ -560,23 +765,167 @@ func Markdown(results []Result, info ReportInfo) string {
 		dynamicTable(&b, dynamic)
 	}
 
+	exactSection(&b, results)
+	seedSection(&b, results)
+	memorySection(&b, results)
+
 	p("## Targets\n\n")
 	checks := targetChecks(byScenario, order)
-	pass := 0
+	counts := map[string]int{}
 	for _, c := range checks {
-		if c.pass {
-			pass++
-		}
+		counts[c.verdict()]++
 	}
-	p("%d of %d checks pass.\n\n", pass, len(checks))
+	p("%d of %d checks pass", counts[verdictPass], len(checks))
+	if n := counts[verdictUnreachable]; n > 0 {
+		p("; %d cannot pass on these instances, proven (**UNREACHABLE**: the exact optimum, or LB3, already equals the best static baseline)", n)
+	}
+	p("; %d fail.\n\n", counts[verdictFail])
 	for _, c := range checks {
-		verdict := "FAIL"
-		if c.pass {
-			verdict = "PASS"
-		}
-		p("- **%s** %s\n", verdict, c.text)
+		p("- **%s** %s\n", c.verdict(), c.text)
 	}
 	return b.String()
+}
+
+// exactSection writes the exact search's results per scenario.
+func exactSection(b *strings.Builder, results []Result) {
+	var rows []Result
+	for _, r := range results {
+		if r.Planner == TesseraPlanner && r.Step == "" && r.ExactLower != nil {
+			rows = append(rows, r)
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "## Exact optimum\n\n")
+	fmt.Fprintf(b, "`scheduler.ExactMinGPUs` searches exactly for the fewest %s GPUs that serve a workload in the planner's model: ", GPUModel)
+	fmt.Fprintf(b, "one replica per slice, any slice of a profile serves any service that fits it, so only the slice counts per profile matter. ")
+	fmt.Fprintf(b, "It tries k = its slice bound, k+1, …: per k, a depth-first search over each service's Pareto-minimal replica mixes, ")
+	fmt.Fprintf(b, "pruned by an exact cover of the counts by k maximal layouts (`migconfig.MaximalLayouts`) and by slice counts. ")
+	fmt.Fprintf(b, "The **slice bound** counts whole replicas: the compute slices, memory slices and replicas the services need at least, over one GPU's; ")
+	fmt.Fprintf(b, "unlike LB3 (an LP, fractional replicas) it is the optimum whenever a plan reaches it. ")
+	fmt.Fprintf(b, "**witness** is `search` when the search found a plan with that many GPUs (checked with `scheduler.Check`), `tessera` when it refuted every smaller count ")
+	fmt.Fprintf(b, "and ran out of budget before finding its own plan, so Tessera's legal plan proves the optimum. Budget: %d search nodes per scenario (`tessera bench --exact-budget`).\n\n", DefaultExactBudget)
+	fmt.Fprintf(b, "| scenario | LB3 | slice bound | exact | tessera GPUs | tessera = exact | best static | witness | search nodes | search time |\n")
+	fmt.Fprintf(b, "|---|--:|--:|--:|--:|---|--:|---|--:|--:|\n")
+	for _, r := range rows {
+		same := "–"
+		if r.Exact != nil {
+			same = "no"
+			if r.GPUs == *r.Exact {
+				same = "yes"
+			}
+		}
+		best := "–"
+		if r.BestStatic != "" {
+			best = fmt.Sprintf("%d (%s)", r.BestStaticGPUs, r.BestStatic)
+		}
+		slice := "–"
+		if r.ExactSliceBound != nil && *r.ExactSliceBound > 0 {
+			slice = fmt.Sprint(*r.ExactSliceBound)
+		}
+		fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Scenario, r.LB3, slice, exactCell(r), gpusCell(r), same, best,
+			cmp.Or(r.ExactWitness, "–"), intPtr(r.ExactNodes), secondsPtr(r.ExactSeconds))
+	}
+	fmt.Fprintf(b, "\n")
+}
+
+// seedSection writes the seed sweeps of Tessera's plans.
+func seedSection(b *strings.Builder, results []Result) {
+	var rows []Result
+	for _, r := range results {
+		if r.Sweep != nil {
+			rows = append(rows, r)
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "## Over seeds\n\n")
+	fmt.Fprintf(b, "The seeded scenarios planned by Tessera with %d seeds each: the scenario's own (the figures above) and the ones after it ", rows[0].Sweep.Seeds)
+	fmt.Fprintf(b, "(zipf: the services' models; dynamic: which services each step changes; its initial workload has no seed). ")
+	fmt.Fprintf(b, "One timed plan per seed; **plan p50 / p99** are over the seeds (p99 by nearest rank: the slowest seed below 100 seeds). ")
+	fmt.Fprintf(b, "GPUs, LB3 and ratio are min / median / max over the seeds; **= exact** counts the seeds where Tessera's GPUs equal the exact optimum, of those the exact search decided ")
+	fmt.Fprintf(b, "(budget %d nodes per seed); **changed** (share of GPUs whose layout changes) and **÷ fresh** (GPUs over a fresh plan's) are the largest over the seeds.\n\n", DefaultSeedExactBudget)
+	fmt.Fprintf(b, "| scenario | step | seeds | GPUs | LB3 | ratio | met (min) | = exact | changed (max) | ÷ fresh (max) | plan p50 / p99 | failed |\n")
+	fmt.Fprintf(b, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, r := range rows {
+		sw := r.Sweep
+		exact := "–"
+		if sw.ExactDecided != nil {
+			exact = fmt.Sprintf("%d of %d", *sw.ExactEqual, *sw.ExactDecided)
+		}
+		changed, fresh := "–", "–"
+		if sw.ChangedFraction != nil {
+			changed = percent(sw.ChangedFraction.Max)
+			fresh = fmt.Sprintf("%.3f", sw.FreshRatio.Max)
+		}
+		failed := fmt.Sprint(sw.Illegal)
+		if sw.Error != "" {
+			failed += ": " + sw.Error
+		}
+		fmt.Fprintf(b, "| %s | %s | %d | %s | %s | %.3f / %.3f / %.3f | %s | %s | %s | %s | %s / %s | %s |\n", r.Scenario, cmp.Or(r.Step, "–"), sw.Seeds,
+			spreadInts(sw.GPUs), spreadInts(sw.LB3), sw.RatioLB3.Min, sw.RatioLB3.Median, sw.RatioLB3.Max, percent(sw.DemandMet.Min),
+			exact, changed, fresh, seconds(sw.PlanSeconds), seconds(sw.PlanSecondsP99), failed)
+	}
+	fmt.Fprintf(b, "\n")
+}
+
+// memorySection explains how peak memory was measured, when it was.
+func memorySection(b *strings.Builder, results []Result) {
+	if !slices.ContainsFunc(results, func(r Result) bool { return r.PeakRSSMiB != nil }) {
+		return
+	}
+	fmt.Fprintf(b, "## Peak memory\n\n")
+	fmt.Fprintf(b, "**peak RSS**: `tessera bench` writes each of Tessera's plan inputs (the scenario's workload and cluster, or a step's workload and the running cluster) ")
+	fmt.Fprintf(b, "to files and runs `tessera plan` on them in a child process with the same options. The child reads the files, collects their garbage, returns free memory to the OS, ")
+	fmt.Fprintf(b, "resets its resident high-water mark (`/proc/self/clear_refs`), plans, and reports its `VmHWM`: the peak resident memory of planning with the inputs in memory, Go runtime included. ")
+	fmt.Fprintf(b, "**base** is the child's resident memory right after that reset, when planning starts: the program's touched code and data pages, the Go runtime and the inputs; ")
+	fmt.Fprintf(b, "**planning adds** is peak − base. **input** is the child's peak while reading the YAML files, before the reset. ")
+	fmt.Fprintf(b, "(The child's `ru_maxrss` is not used: on Linux it starts at the peak of the spawning process, here the benchmark itself.) ")
+	fmt.Fprintf(b, "**alloc** is what one plan allocates in the benchmark process (`runtime.MemStats.TotalAlloc`), most of it garbage collected during the plan.\n\n")
+	fmt.Fprintf(b, "| scenario | step | GPUs | peak RSS MiB | base MiB | planning adds MiB | input MiB | alloc MiB |\n")
+	fmt.Fprintf(b, "|---|---|--:|--:|--:|--:|--:|--:|\n")
+	for _, r := range results {
+		if r.PeakRSSMiB == nil {
+			continue
+		}
+		adds := "–"
+		if r.BaseRSSMiB != nil {
+			adds = fmt.Sprintf("%.1f", *r.PeakRSSMiB-*r.BaseRSSMiB)
+		}
+		fmt.Fprintf(b, "| %s | %s | %d | %.1f | %s | %s | %s | %.2f |\n", r.Scenario, cmp.Or(r.Step, "initial"), r.GPUs, *r.PeakRSSMiB,
+			mibPtr(r.BaseRSSMiB), adds, mibPtr(r.InputRSSMiB), r.AllocMiB)
+	}
+	fmt.Fprintf(b, "\n")
+}
+
+func exactCell(r Result) string {
+	switch {
+	case r.Exact != nil:
+		return fmt.Sprint(*r.Exact)
+	case r.ExactLower != nil && *r.ExactLower > r.LB3:
+		return fmt.Sprintf("≥ %d", *r.ExactLower)
+	}
+	return "–"
+}
+
+func spreadInts(s Spread) string {
+	return fmt.Sprintf("%.0f / %.0f / %.0f", s.Min, s.Median, s.Max)
+}
+
+func mibPtr(v *float64) string {
+	if v == nil {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f", *v)
+}
+
+func secondsPtr(v *float64) string {
+	if v == nil {
+		return "–"
+	}
+	return seconds(*v)
 }
 
 func hasSteps(rs []Result) bool {
@@ -593,23 +942,23 @@ func findResult(rs []Result, planner, step string) *Result {
 }
 
 func staticTable(b *strings.Builder, rs []Result) {
-	fmt.Fprintf(b, "| scenario | planner | GPUs | LB3 | ratio | saved vs whole-GPU | saved vs best static | util (compute / memory) | met | stranded | free | plan p50 / p99 | alloc MiB |\n")
-	fmt.Fprintf(b, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	fmt.Fprintf(b, "| scenario | planner | GPUs | LB3 | ratio | saved vs whole-GPU | saved vs best static | util (compute / memory) | met | stranded | free | plan p50 / p99 | alloc MiB | peak RSS MiB |\n")
+	fmt.Fprintf(b, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, r := range rs {
 		if r.Step != "" {
 			continue
 		}
-		fmt.Fprintf(b, "| %s | %s | %s | %d | %.3f | %s | %s | %s / %s | %s | %d | %d | %s / %s | %.2f |\n",
+		fmt.Fprintf(b, "| %s | %s | %s | %d | %.3f | %s | %s | %s / %s | %s | %d | %d | %s / %s | %.2f | %s |\n",
 			r.Scenario, plannerCell(r), gpusCell(r), r.LB3, r.RatioLB3, percent(r.SavedVsWholeGPU), percentPtr(r.SavedVsBestStatic),
 			percent(r.SliceUtilisation), percent(r.MemorySliceUtilisation), percent(r.DemandMet), r.StrandedSlices, r.FreeSlices,
-			seconds(r.PlanSeconds), seconds(r.PlanSecondsP99), r.AllocMiB)
+			seconds(r.PlanSeconds), seconds(r.PlanSecondsP99), r.AllocMiB, mibPtr(r.PeakRSSMiB))
 	}
 	fmt.Fprintf(b, "\n")
 }
 
 func dynamicTable(b *strings.Builder, rs []Result) {
-	fmt.Fprintf(b, "| scenario | step | planner | GPUs | fresh | LB3 | ratio | saved vs best static | changed | added | released | dip | met | plan p50 / p99 |\n")
-	fmt.Fprintf(b, "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	fmt.Fprintf(b, "| scenario | step | planner | GPUs | fresh | LB3 | ratio | saved vs best static | changed | added | released | dip | met | plan p50 / p99 | peak RSS MiB |\n")
+	fmt.Fprintf(b, "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	steps := []string{}
 	for _, r := range rs {
 		if !slices.Contains(steps, r.Step) {
@@ -631,9 +980,9 @@ func dynamicTable(b *strings.Builder, rs []Result) {
 			if r.CapacityDip != nil {
 				dip = fmt.Sprintf("%.3f", *r.CapacityDip)
 			}
-			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %d | %.3f | %s | %s | %s | %s | %s | %s | %s / %s |\n",
+			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %d | %.3f | %s | %s | %s | %s | %s | %s | %s / %s | %s |\n",
 				r.Scenario, step, plannerCell(r), gpusCell(r), intPtr(r.FreshGPUs), r.LB3, r.RatioLB3, percentPtr(r.SavedVsBestStatic),
-				changed, intPtr(r.AddedGPUs), intPtr(r.ReleasedGPUs), dip, percent(r.DemandMet), seconds(r.PlanSeconds), seconds(r.PlanSecondsP99))
+				changed, intPtr(r.AddedGPUs), intPtr(r.ReleasedGPUs), dip, percent(r.DemandMet), seconds(r.PlanSeconds), seconds(r.PlanSecondsP99), mibPtr(r.PeakRSSMiB))
 		}
 	}
 	fmt.Fprintf(b, "\n")
@@ -691,7 +1040,27 @@ func seconds(s float64) string {
 // check is one target checked against the results.
 type check struct {
 	pass bool
-	text string
+	// unreachable marks a failed check that no plan can pass on this
+	// instance, proven (by the exact optimum or by LB3).
+	unreachable bool
+	text        string
+}
+
+// Verdicts of a check.
+const (
+	verdictPass        = "PASS"
+	verdictFail        = "FAIL"
+	verdictUnreachable = "UNREACHABLE"
+)
+
+func (c check) verdict() string {
+	switch {
+	case c.pass:
+		return verdictPass
+	case c.unreachable:
+		return verdictUnreachable
+	}
+	return verdictFail
 }
 
 // Plan-time targets, by scenario: the issue's ≤ 0.1 s at ~100 GPUs, ≤ 1 s
@@ -720,7 +1089,7 @@ const (
 func targetChecks(byScenario map[string][]Result, order []string) []check {
 	var out []check
 	add := func(pass bool, format string, args ...any) {
-		out = append(out, check{pass, fmt.Sprintf(format, args...)})
+		out = append(out, check{pass: pass, text: fmt.Sprintf(format, args...)})
 	}
 	for _, name := range order {
 		for _, r := range byScenario[name] {
@@ -739,18 +1108,31 @@ func targetChecks(byScenario map[string][]Result, order []string) []check {
 				switch {
 				case strings.HasPrefix(name, "zipf"):
 					limit := zipfMaxRatio * float64(r.LB3)
-					add(float64(r.GPUs) <= limit, "%s: GPUs ≤ 1.08 × LB3: %d ≤ %.2f (ratio %.3f)", where, r.GPUs, limit, r.RatioLB3)
+					add(float64(r.GPUs) <= limit, "%s: GPUs ≤ 1.08 × LB3: %d ≤ %.2f (ratio %.3f%s)", where, r.GPUs, limit, r.RatioLB3, exactNote(r))
+					if sw := r.Sweep; sw != nil {
+						add(sw.RatioLB3.Max <= zipfMaxRatio && sw.Illegal == 0, "%s over %d seeds: GPUs ≤ 1.08 × LB3 on every seed: largest ratio %.3f%s",
+							where, sw.Seeds, sw.RatioLB3.Max, sweepFailures(sw))
+						add(sw.DemandMet.Min >= 1-1e-9 && sw.Illegal == 0, "%s over %d seeds: all demand met on every seed: least %s%s",
+							where, sw.Seeds, percent(sw.DemandMet.Min), sweepFailures(sw))
+					}
 				case isStaticOrScaleUp(name):
-					add(r.GPUs <= r.LB3+1, "%s: GPUs ≤ LB3 + 1: %d ≤ %d", where, r.GPUs, r.LB3+1)
+					add(r.GPUs <= r.LB3+1, "%s: GPUs ≤ LB3 + 1: %d ≤ %d%s", where, r.GPUs, r.LB3+1, exactNote(r))
 				}
 			}
 			add(r.DemandMet >= 1-1e-9, "%s: all demand met: %s", where, percent(r.DemandMet))
 			if r.BestStatic != "" {
-				note := ""
-				if r.BestStaticGPUs <= r.LB3 {
-					note = fmt.Sprintf("; unreachable: the baseline already meets LB3 = %d", r.LB3)
+				text := fmt.Sprintf("%s: strictly fewer GPUs than the best static baseline: %d < %d (%s)", where, r.GPUs, r.BestStaticGPUs, r.BestStatic)
+				c := check{pass: r.GPUs < r.BestStaticGPUs, text: text}
+				switch {
+				case c.pass:
+				case r.Exact != nil && *r.Exact >= r.BestStaticGPUs:
+					c.unreachable = true
+					c.text += fmt.Sprintf("; unreachable: exact optimum = best static = %d GPUs (witness: %s, %s)", *r.Exact, r.ExactWitness, secondsPtr(r.ExactSeconds))
+				case r.BestStaticGPUs <= r.LB3:
+					c.unreachable = true
+					c.text += fmt.Sprintf("; unreachable: the baseline already meets LB3 = %d", r.LB3)
 				}
-				add(r.GPUs < r.BestStaticGPUs, "%s: strictly fewer GPUs than the best static baseline: %d < %d (%s)%s", where, r.GPUs, r.BestStaticGPUs, r.BestStatic, note)
+				out = append(out, c)
 			} else {
 				add(true, "%s: strictly fewer GPUs than the best static baseline: %d GPUs, and no static baseline meets the demand", where, r.GPUs)
 			}
@@ -762,6 +1144,12 @@ func targetChecks(byScenario map[string][]Result, order []string) []check {
 					limit := maxFreshRatio * float64(*r.FreshGPUs)
 					add(float64(r.GPUs) <= limit, "%s (±10%% step): GPUs ≤ 1.03 × a fresh plan's: %d ≤ %.2f (fresh %d)", where, r.GPUs, limit, *r.FreshGPUs)
 				}
+				if sw := r.Sweep; sw != nil && sw.ChangedFraction != nil {
+					add(sw.ChangedFraction.Max <= maxChangedFraction && sw.Illegal == 0, "%s (±10%% step) over %d seeds: layouts of ≤ 2%% of GPUs change on every seed: at most %s%s",
+						where, sw.Seeds, percent(sw.ChangedFraction.Max), sweepFailures(sw))
+					add(sw.FreshRatio.Max <= maxFreshRatio && sw.Illegal == 0, "%s (±10%% step) over %d seeds: GPUs ≤ 1.03 × a fresh plan's on every seed: at most %.3f×%s",
+						where, sw.Seeds, sw.FreshRatio.Max, sweepFailures(sw))
+				}
 			}
 		}
 	}
@@ -770,11 +1158,35 @@ func targetChecks(byScenario map[string][]Result, order []string) []check {
 		if !ok {
 			continue
 		}
-		if r := findResult(rs, TesseraPlanner, ""); r != nil {
+		r := findResult(rs, TesseraPlanner, "")
+		switch {
+		case r == nil:
+		case r.Sweep != nil:
+			sw := r.Sweep
+			p99 := max(sw.PlanSecondsP99, r.PlanSecondsP99)
+			add(p99 <= t.limit, "%s: plan time at %s ≤ %g s: p99 over %d seeds %s (p50 %s); own seed p99 %s (p50 %s, %d runs)", t.scenario, t.what, t.limit,
+				sw.Seeds, seconds(sw.PlanSecondsP99), seconds(sw.PlanSeconds), seconds(r.PlanSecondsP99), seconds(r.PlanSeconds), r.Runs)
+		default:
 			add(r.PlanSecondsP99 <= t.limit, "%s: plan time at %s ≤ %g s: p99 %s (p50 %s, %d runs)", t.scenario, t.what, t.limit, seconds(r.PlanSecondsP99), seconds(r.PlanSeconds), r.Runs)
 		}
 	}
 	return out
+}
+
+// exactNote mentions the exact optimum in a check's text, when known.
+func exactNote(r Result) string {
+	if r.Exact == nil {
+		return ""
+	}
+	return fmt.Sprintf("; exact optimum %d", *r.Exact)
+}
+
+// sweepFailures mentions a sweep's failed seeds in a check's text.
+func sweepFailures(sw *SeedSweep) string {
+	if sw.Illegal == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %d seeds failed: %s", sw.Illegal, sw.Error)
 }
 
 func isStaticOrScaleUp(name string) bool {

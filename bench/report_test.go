@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -87,6 +88,21 @@ func TestRun(t *testing.T) {
 		if (r.CapacityDip != nil) != incremental || (r.FreshGPUs != nil) != incremental {
 			t.Errorf("%s: capacity dip and fresh GPUs set on Tessera's re-plans only", name)
 		}
+		// The exact search runs on every scenario's initial workload; s2
+		// is decided (3 GPUs: all-1g's), dynamic (s6x6) is not within the
+		// budget. No memory measurement or seed sweep was asked for.
+		if (r.ExactLower != nil) == replan || (r.ExactSeconds != nil) == replan || (r.ExactNodes != nil) == replan {
+			t.Errorf("%s: exact search figures on initial plans only", name)
+		}
+		if r.Scenario == "s2" && (r.Exact == nil || *r.Exact != 3 || r.ExactWitness != "search" || *r.ExactLower != 3 || *r.ExactSliceBound != 3) {
+			t.Errorf("%s: exact %v (%s), lower %v", name, r.Exact, r.ExactWitness, r.ExactLower)
+		}
+		if r.Scenario == "dynamic" && (r.Exact != nil || r.ExactWitness != "") {
+			t.Errorf("%s: s6x6 decided within the default budget: %d (%s)", name, *r.Exact, r.ExactWitness)
+		}
+		if r.PeakRSSMiB != nil || r.BaseRSSMiB != nil || r.InputRSSMiB != nil || r.Sweep != nil {
+			t.Errorf("%s: peak RSS or seed sweep without being asked", name)
+		}
 		if incremental && (*r.CapacityDip < 0 || *r.CapacityDip > 1 || *r.FreshGPUs <= 0) {
 			t.Errorf("%s: dip %v, fresh %d", name, *r.CapacityDip, *r.FreshGPUs)
 		}
@@ -151,9 +167,17 @@ func TestRun(t *testing.T) {
 		"dynamic grow-10 (±10% step): layouts of ≤ 2% of GPUs change",
 		"dynamic grow-10 (±10% step): GPUs ≤ 1.03 × a fresh plan's",
 		"| dynamic | shrink-10 | **tessera** |",
+		"## Exact optimum",
+		"| s2 | 3 | 3 | 3 | 3 | yes | 3 (all-1g) | search |",
+		"**UNREACHABLE** s2: strictly fewer GPUs than the best static baseline: 3 < 3 (all-1g); unreachable: exact optimum = best static = 3 GPUs (witness: search, ",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("Markdown lacks %q:\n%s", want, md)
+		}
+	}
+	for _, absent := range []string{"## Over seeds", "## Peak memory"} {
+		if strings.Contains(md, absent) {
+			t.Errorf("Markdown has %q without seed sweeps or memory figures", absent)
 		}
 	}
 	if strings.Count(md, "**PASS**")+strings.Count(md, "**FAIL**") < 10 {
@@ -171,9 +195,23 @@ func TestTargetChecks(t *testing.T) {
 			ChangedGPUs: ptr(3), ChangedFraction: ptr(0.03), AddedGPUs: ptr(0), ReleasedGPUs: ptr(0), FreshGPUs: ptr(97)},
 		{Scenario: "dynamic", Planner: "tessera", Step: "shift-50", GPUs: 100, LB3: 90, Legal: false, Error: "check: boom"},
 		{Scenario: "s6", Planner: "greedy", GPUs: 1, LB3: 16, Legal: true, DemandMet: 1},
+		{Scenario: "s3", Planner: "tessera", GPUs: 5, LB3: 4, Legal: true, DemandMet: 1, BestStatic: "all-1g", BestStaticGPUs: 5, SavedVsBestStatic: ptr(0.0),
+			Exact: ptr(5), ExactWitness: "search", ExactLower: ptr(5), ExactSeconds: ptr(0.01)},
+		{Scenario: "s4", Planner: "tessera", GPUs: 7, LB3: 6, Legal: true, DemandMet: 1, BestStatic: "all-1g", BestStaticGPUs: 7, SavedVsBestStatic: ptr(0.0),
+			Exact: ptr(6), ExactWitness: "search", ExactLower: ptr(6), ExactSeconds: ptr(0.01)},
+		{Scenario: "zipf2000", Planner: "tessera", GPUs: 300, LB3: 290, Legal: true, DemandMet: 1, PlanSeconds: 0.05, PlanSecondsP99: 0.06, Runs: 5,
+			Sweep: &SeedSweep{Seeds: 20, RatioLB3: Spread{1, 1.03, 1.09}, DemandMet: Spread{1, 1, 1}, PlanSeconds: 0.2, PlanSecondsP99: 1.5}},
 	}
 	md := Markdown(rs, ReportInfo{})
 	for _, want := range []string{
+		"**PASS** s3: GPUs ≤ LB3 + 1: 5 ≤ 5; exact optimum 5",
+		"**UNREACHABLE** s3: strictly fewer GPUs than the best static baseline: 5 < 5 (all-1g); unreachable: exact optimum = best static = 5 GPUs (witness: search, 10.0 ms)",
+		"**FAIL** s4: strictly fewer GPUs than the best static baseline: 7 < 7 (all-1g)\n",
+		"**PASS** zipf2000: GPUs ≤ 1.08 × LB3: 300 ≤ 313.20",
+		"**FAIL** zipf2000 over 20 seeds: GPUs ≤ 1.08 × LB3 on every seed: largest ratio 1.090",
+		"**PASS** zipf2000 over 20 seeds: all demand met on every seed: least 100.0%",
+		"**FAIL** zipf2000: plan time at 2,000 services (~300 GPUs) ≤ 1 s: p99 over 20 seeds 1.50 s (p50 200.0 ms); own seed p99 60.0 ms (p50 50.0 ms, 5 runs)",
+		"checks pass; 1 cannot pass on these instances, proven (**UNREACHABLE**",
 		"**PASS** s6: GPUs ≤ LB3 + 1: 17 ≤ 17",
 		"**PASS** s6: strictly fewer GPUs than the best static baseline: 17 < 19 (all-1g)",
 		"**FAIL** s6x6: GPUs ≤ LB3 + 1: 99 ≤ 97",
@@ -190,6 +228,131 @@ func TestTargetChecks(t *testing.T) {
 	}
 	if strings.Contains(md, "greedy: ") {
 		t.Errorf("targets are checked for baselines:\n%s", md)
+	}
+}
+
+// TestRunSweepsAndPeakRSS runs zipf200 and dynamic with Tessera alone,
+// three seeds and a stand-in memory probe that records what it is asked.
+func TestRunSweepsAndPeakRSS(t *testing.T) {
+	ss, err := Scenarios("zipf200", "dynamic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tessera, err := SelectPlanners(TesseraPlanner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type call struct {
+		gpusWithSlices int
+		services       int
+		opts           scheduler.Options
+	}
+	var calls []call
+	probe := func(_ context.Context, c scheduler.Cluster, w scheduler.Workload, opts scheduler.Options) (RSS, error) {
+		n := 0
+		for _, node := range c.Nodes {
+			for _, g := range node.GPUs {
+				if len(g.Slices) > 0 {
+					n++
+				}
+			}
+		}
+		calls = append(calls, call{n, len(w.Services), opts})
+		return RSS{PeakMiB: float64(len(calls)), BaseMiB: 0.25, InputMiB: 0.5}, nil
+	}
+	const seeds = 3
+	rs, err := Run(context.Background(), ss, tessera, RunOptions{Runs: 1, Seeds: seeds, PeakRSS: probe})
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := len(ss[1].Steps)
+	if len(rs) != 2+steps || len(calls) != len(rs) {
+		t.Fatalf("%d results, %d memory probes; want %d of each", len(rs), len(calls), 2+steps)
+	}
+	for i, r := range rs {
+		name := r.Scenario + "/" + r.Step
+		if r.PeakRSSMiB == nil || *r.PeakRSSMiB != float64(i+1) || r.InputRSSMiB == nil || *r.InputRSSMiB != 0.5 || r.BaseRSSMiB == nil || *r.BaseRSSMiB != 0.25 {
+			t.Errorf("%s: peak RSS %v, base %v, input %v", name, r.PeakRSSMiB, r.BaseRSSMiB, r.InputRSSMiB)
+		}
+		// The probe gets the plan's own inputs: fresh for the initial
+		// plans, the running cluster and Tessera's re-plan options for
+		// the steps.
+		c := calls[i]
+		if r.Step == "" {
+			if c.opts != (scheduler.Options{Fresh: true}) || c.gpusWithSlices != 0 {
+				t.Errorf("%s: probe got %+v on %d GPUs with slices", name, c.opts, c.gpusWithSlices)
+			}
+		} else if c.opts != Replanners()[TesseraPlanner].Options || c.gpusWithSlices == 0 || c.services != 11 {
+			t.Errorf("%s: probe got %+v on %d GPUs with slices, %d services", name, c.opts, c.gpusWithSlices, c.services)
+		}
+		sw := r.Sweep
+		if r.Scenario == "dynamic" && r.Step == "" {
+			if sw != nil {
+				t.Errorf("%s: a sweep of an initial workload that has no seed", name)
+			}
+			continue
+		}
+		if sw == nil {
+			t.Errorf("%s: no seed sweep", name)
+			continue
+		}
+		first := ss[0].Seed
+		if r.Scenario == "dynamic" {
+			first = ss[1].Seed
+		}
+		if sw.Seeds != seeds || sw.FirstSeed != first || sw.Illegal != 0 || sw.Error != "" {
+			t.Errorf("%s: sweep %+v", name, sw)
+		}
+		// The first seed is the scenario's own: its plan is among the
+		// sweep's.
+		g := float64(r.GPUs)
+		if sw.GPUs.Min > g || sw.GPUs.Max < g || sw.GPUs.Min > sw.GPUs.Median || sw.GPUs.Median > sw.GPUs.Max {
+			t.Errorf("%s: GPUs %v outside the sweep's %+v", name, g, sw.GPUs)
+		}
+		if sw.LB3.Max > sw.GPUs.Max || sw.RatioLB3.Min < 1 || sw.DemandMet.Min < 1-1e-9 {
+			t.Errorf("%s: LB3 %+v, ratio %+v, met %+v", name, sw.LB3, sw.RatioLB3, sw.DemandMet)
+		}
+		if sw.PlanSeconds <= 0 || sw.PlanSecondsP99 < sw.PlanSeconds {
+			t.Errorf("%s: plan times %v / %v", name, sw.PlanSeconds, sw.PlanSecondsP99)
+		}
+		if zipf := r.Scenario == "zipf200"; (sw.ExactDecided != nil) != zipf || (sw.ChangedFraction != nil) == zipf || (sw.FreshRatio != nil) == zipf {
+			t.Errorf("%s: exact figures for zipf, change figures for re-plans only: %+v", name, sw)
+		}
+		if sw.ExactDecided != nil && (*sw.ExactDecided != seeds || *sw.ExactEqual > *sw.ExactDecided) {
+			t.Errorf("%s: exact decided %d, equal %d", name, *sw.ExactDecided, *sw.ExactEqual)
+		}
+		if sw.FreshRatio != nil && (sw.FreshRatio.Min <= 0 || sw.ChangedFraction.Max > 1) {
+			t.Errorf("%s: fresh ratio %+v, changed %+v", name, sw.FreshRatio, sw.ChangedFraction)
+		}
+	}
+	md := Markdown(rs, ReportInfo{})
+	for _, want := range []string{
+		"## Over seeds", "| zipf200 | – | 3 |", "| dynamic | grow-10 | 3 |",
+		"zipf200 over 3 seeds: GPUs ≤ 1.08 × LB3 on every seed",
+		"dynamic grow-10 (±10% step) over 3 seeds: layouts of ≤ 2% of GPUs change on every seed",
+		"## Peak memory", "| dynamic | settle-10 |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("Markdown lacks %q:\n%s", want, md)
+		}
+	}
+
+	// A failing probe fails the run.
+	_, err = Run(context.Background(), ss[:1], tessera, RunOptions{Runs: 1, ExactBudget: -1,
+		PeakRSS: func(context.Context, scheduler.Cluster, scheduler.Workload, scheduler.Options) (RSS, error) {
+			return RSS{}, errors.New("no /proc")
+		}})
+	if err == nil || !strings.Contains(err.Error(), "peak RSS: no /proc") {
+		t.Errorf("failing probe: err = %v", err)
+	}
+}
+
+func TestSpreadOf(t *testing.T) {
+	if got := spreadOf([]float64{5, 1, 3, 2}); got != (Spread{Min: 1, Median: 2, Max: 5}) {
+		t.Errorf("spreadOf = %+v", got)
+	}
+	if got := spreadOf(nil); got != (Spread{}) {
+		t.Errorf("spreadOf(nil) = %+v", got)
 	}
 }
 
