@@ -1,16 +1,25 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/tessera-gpu/tessera/bench"
+	"github.com/tessera-gpu/tessera/scheduler"
 )
 
 // benchOptions are the flags of `tessera bench`.
@@ -20,6 +29,9 @@ type benchOptions struct {
 	output    string
 	runs      int
 	export    string
+	seeds     int
+	exact     int
+	peakRSS   bool
 }
 
 func newBenchCommand() *cobra.Command {
@@ -42,6 +54,15 @@ the report checked in as bench/RESULTS.md, with every target of the issue
 marked PASS or FAIL; -o table a compact table. Progress goes to standard
 error.
 
+The exact search (scheduler.ExactMinGPUs) runs on every scenario's initial
+workload within --exact-budget search nodes and reports the proven fewest
+GPUs where it decides them. The seeded scenarios (zipf200, zipf2000,
+zipf20000, dynamic) are also planned by Tessera with --seeds seeds: the
+report gives plan time percentiles and GPUs over the seeds. With
+--peak-rss (the default on Linux) every plan of Tessera's is made again
+by a child ` + "`tessera plan`" + ` process on the same inputs, written to a temporary
+directory, which reports its peak resident memory while planning.
+
 --export DIR writes each selected scenario's workload, cluster and steps as
 the files ` + "`tessera plan`" + ` reads (DIR/<scenario>/workload.yaml, cluster.yaml,
 step-NN-<name>.yaml) and runs nothing, so any solver can be run on exactly
@@ -61,6 +82,9 @@ Exit status: 0 success; 1 error, or a plan that is not legal; 2 usage error.`,
 	f.StringVarP(&o.output, "output", "o", "table", "output format: table, json (one object per line) or markdown")
 	f.IntVar(&o.runs, "runs", 0, "timed runs per plan (default 5, or 3 when one plan takes more than a second)")
 	f.StringVar(&o.export, "export", "", "write the selected scenarios' files into this directory and exit")
+	f.IntVar(&o.seeds, "seeds", bench.DefaultSeeds, "seeds to plan each seeded scenario with (Tessera only); 1 plans the scenario's own seed only")
+	f.IntVar(&o.exact, "exact-budget", bench.DefaultExactBudget, "search nodes of the exact search per scenario; 0 skips it")
+	f.BoolVar(&o.peakRSS, "peak-rss", runtime.GOOS == "linux", "measure the peak memory of Tessera's plans in child processes (Linux)")
 	return cmd
 }
 
@@ -72,6 +96,12 @@ func (o *benchOptions) run(cmd *cobra.Command) error {
 	}
 	if o.runs < 0 {
 		return withStatus(exitUsage, fmt.Errorf("--runs %d: want a positive count", o.runs))
+	}
+	if o.seeds < 1 {
+		return withStatus(exitUsage, fmt.Errorf("--seeds %d: want at least 1", o.seeds))
+	}
+	if o.exact < 0 {
+		return withStatus(exitUsage, fmt.Errorf("--exact-budget %d: want 0 (skip) or a positive count", o.exact))
 	}
 	scenarios, err := bench.Scenarios(o.scenarios...)
 	if err != nil {
@@ -93,7 +123,23 @@ func (o *benchOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return withStatus(exitUsage, err)
 	}
-	results, err := bench.Run(cmd.Context(), scenarios, planners, bench.RunOptions{Runs: o.runs, Progress: stderr})
+	ropts := bench.RunOptions{Runs: o.runs, Progress: stderr, Seeds: o.seeds, ExactBudget: o.exact}
+	if o.exact == 0 {
+		ropts.ExactBudget, ropts.SeedExactBudget = -1, -1
+	}
+	if o.peakRSS {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("bench: --peak-rss: %w", err)
+		}
+		tmp, err := os.MkdirTemp("", "tessera-bench-")
+		if err != nil {
+			return fmt.Errorf("bench: --peak-rss: %w", err)
+		}
+		defer os.RemoveAll(tmp)
+		ropts.PeakRSS = childPeakRSS(exe, tmp)
+	}
+	results, err := bench.Run(cmd.Context(), scenarios, planners, ropts)
 	if err != nil {
 		return err
 	}
@@ -166,3 +212,58 @@ func printResults(w io.Writer, results []bench.Result) error {
 	}
 	return t.flush()
 }
+
+// benchChildEnv is set (to "1") in the environment of the child processes
+// --peak-rss starts; the command's tests use it to run the command from
+// their test binary.
+const benchChildEnv = "TESSERA_BENCH_CHILD"
+
+// childPeakRSS returns a bench.RunOptions.PeakRSS that writes each plan's
+// inputs into a new directory under tmp and plans them with `exe plan
+// --rss-stats`, exe being this program. The child reports VmHWM itself: the
+// ru_maxrss that wait4 returns for a child on Linux starts at the peak of
+// the process that spawned it (the kernel keeps the high-water mark of
+// the address space it leaves at exec, and Go starts children with
+// CLONE_VM), which here is the benchmark, much larger than a plan.
+func childPeakRSS(exe, tmp string) func(context.Context, scheduler.Cluster, scheduler.Workload, scheduler.Options) (bench.RSS, error) {
+	return func(ctx context.Context, c scheduler.Cluster, w scheduler.Workload, opts scheduler.Options) (bench.RSS, error) {
+		dir, err := os.MkdirTemp(tmp, "plan-")
+		if err != nil {
+			return bench.RSS{}, err
+		}
+		defer os.RemoveAll(dir)
+		wf, cf, err := bench.WriteInstance(dir, c, w)
+		if err != nil {
+			return bench.RSS{}, err
+		}
+		statsFile := filepath.Join(dir, "rss.json")
+		// Every flag is given, so that TESSERA_* variables of the
+		// benchmark's environment cannot change the child's plan.
+		child := exec.CommandContext(ctx, exe, "plan", "-f", wf, "--cluster", cf, "-o", "json",
+			"--fresh="+strconv.FormatBool(opts.Fresh), "--migrate="+strconv.FormatBool(opts.Migrate), "--rss-stats", statsFile)
+		child.Env = append(os.Environ(), benchChildEnv+"=1")
+		var stderr bytes.Buffer
+		child.Stderr = &stderr
+		if err := child.Run(); err != nil {
+			var exit *exec.ExitError
+			// Exit status 3: some demand is not met; the plan was made.
+			if !errors.As(err, &exit) || exit.ExitCode() != exitNotInSync {
+				return bench.RSS{}, fmt.Errorf("%s plan: %w: %s", exe, err, strings.TrimSpace(stderr.String()))
+			}
+		}
+		data, err := os.ReadFile(statsFile)
+		if err != nil {
+			return bench.RSS{}, fmt.Errorf("child plan: %w", err)
+		}
+		var st rssStats
+		if err := json.Unmarshal(data, &st); err != nil {
+			return bench.RSS{}, fmt.Errorf("child plan: %s: %w", statsFile, err)
+		}
+		if st.PlanKiB <= 0 || st.InputKiB <= 0 || st.BaseKiB <= 0 || st.BaseKiB > st.PlanKiB {
+			return bench.RSS{}, fmt.Errorf("child plan: implausible memory figures in %s", data)
+		}
+		return bench.RSS{PeakMiB: mib(st.PlanKiB), BaseMiB: mib(st.BaseKiB), InputMiB: mib(st.InputKiB)}, nil
+	}
+}
+
+func mib(kib int64) float64 { return float64(kib) / 1024 }

@@ -20,6 +20,9 @@ type planOptions struct {
 	fresh    bool
 	migrate  bool
 	output   string
+	// rssStats, when set, names the file the peak resident memory of
+	// reading the inputs and of planning is written to (see rssStats).
+	rssStats string
 }
 
 func newPlanCommand() *cobra.Command {
@@ -82,6 +85,10 @@ serves what it can).`,
 	f.BoolVar(&o.fresh, "fresh", false, "plan as if every GPU were empty (ignore current layouts and replicas)")
 	f.BoolVar(&o.migrate, "migrate", false, "in an incremental re-plan, let running replicas move (make-before-break) to free GPUs")
 	f.StringVarP(&o.output, "output", "o", "table", "output format: table, json or yaml")
+	// For `tessera bench`, which plans in child processes to measure
+	// their memory; Linux only.
+	f.StringVar(&o.rssStats, "rss-stats", "", "write the peak resident memory of reading the inputs and of planning to this file (JSON, KiB; Linux)")
+	_ = f.MarkHidden("rss-stats")
 	return cmd
 }
 
@@ -104,9 +111,20 @@ func (o *planOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	var probe *rssProbe
+	if o.rssStats != "" {
+		if probe, err = startRSSProbe(); err != nil {
+			return fmt.Errorf("plan: --rss-stats: %w", err)
+		}
+	}
 	plan, err := scheduler.NewPlanner(cat).Plan(c, w, scheduler.Options{Fresh: o.fresh, Migrate: o.migrate})
 	if err != nil {
 		return fmt.Errorf("plan: %w", err)
+	}
+	if probe != nil {
+		if err := probe.finish(o.rssStats); err != nil {
+			return fmt.Errorf("plan: --rss-stats: %w", err)
+		}
 	}
 	out := cmd.OutOrStdout()
 	if o.output == "table" {

@@ -197,7 +197,9 @@ func TestBenchJSON(t *testing.T) {
 }
 
 func TestBenchDynamicJSON(t *testing.T) {
-	code, stdout, stderr := tessera(t, "bench", "--scenario", "dynamic", "--planner", "tessera,all-balanced", "-o", "json", "--runs", "1")
+	// One seed: the sweep over seeds (tens of seconds) is tested in
+	// bench and by TestBenchSeedsAndExactFlags.
+	code, stdout, stderr := tessera(t, "bench", "--scenario", "dynamic", "--planner", "tessera,all-balanced", "-o", "json", "--runs", "1", "--seeds", "1")
 	if code != exitOK {
 		t.Fatalf("code %d, stderr %s", code, stderr)
 	}
