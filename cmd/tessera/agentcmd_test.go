@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -106,4 +108,79 @@ func snapshotSim(t *testing.T, s *sim.Node) migconfig.NodeState {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// TestAgentCommandReloadsOnSIGHUP changes agent.yaml with polling off
+// (--poll 1h): only SIGHUP makes the agent see it.
+func TestAgentCommandReloadsOnSIGHUP(t *testing.T) {
+	// The test catches SIGHUP too, so that a signal sent before the agent
+	// listens cannot kill the test binary.
+	guard := make(chan os.Signal, 1)
+	signal.Notify(guard, syscall.SIGHUP)
+	defer signal.Stop(guard)
+
+	dir := t.TempDir()
+	state := filepath.Join(dir, "node.json")
+	cfg := filepath.Join(dir, "agent.yaml")
+	layouts := writeFile(t, "layouts.yaml", string(migconfig.DefaultLayoutFile()))
+	if err := os.WriteFile(cfg, []byte("layouts: "+layouts+"\nconfig: all-balanced\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"agent", "--backend", "sim:a100-80gb:2", "--sim-state", state, "--poll", "1h",
+			"--agent-config", cfg, "--status-address", ""}, &bytes.Buffer{}, &stderr)
+	}()
+	instancesPerGPU := func(want int) bool {
+		data, err := os.ReadFile(state)
+		if err != nil {
+			return false
+		}
+		s, err := sim.Load(migconfig.Builtin(), data)
+		if err != nil {
+			return false
+		}
+		st := snapshotSim(t, s)
+		for _, g := range st.GPUs {
+			if len(g.Instances) != want {
+				return false
+			}
+		}
+		return true
+	}
+	waitUntil := func(what string, ok func() bool, kick func()) {
+		deadline := time.Now().Add(10 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				cancel()
+				<-done
+				t.Fatalf("timed out waiting for %s; log:\n%s", what, stderr.String())
+			}
+			if kick != nil {
+				kick()
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitUntil("all-balanced", func() bool { return instancesPerGPU(4) }, nil)
+	if err := os.WriteFile(cfg, []byte("layouts: "+layouts+"\nconfig: all-7g.80gb\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if !instancesPerGPU(4) {
+		t.Fatal("the agent saw the change without SIGHUP while polling is off")
+	}
+	waitUntil("all-7g.80gb after SIGHUP", func() bool { return instancesPerGPU(1) }, func() {
+		_ = syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	})
+	cancel()
+	if code := <-done; code != exitOK {
+		t.Fatalf("agent exited %d", code)
+	}
+	if !strings.Contains(stderr.String(), "SIGHUP: reloading") {
+		t.Errorf("log lacks the reload:\n%s", stderr.String())
+	}
 }
