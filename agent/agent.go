@@ -301,6 +301,10 @@ func (a *Agent) pass(ctx context.Context) time.Duration {
 	}()
 
 	failed := func(reason string, err error) time.Duration {
+		if ctx.Err() != nil {
+			// Stopping: an interrupted pass is not a failure to report.
+			return 0
+		}
 		a.failures++
 		inv.State, inv.Reason = StateFailed, reason
 		if err != nil {
