@@ -200,7 +200,12 @@ func TestTargetChecks(t *testing.T) {
 		{Scenario: "s4", Planner: "tessera", GPUs: 7, LB3: 6, Legal: true, DemandMet: 1, BestStatic: "all-1g", BestStaticGPUs: 7, SavedVsBestStatic: ptr(0.0),
 			Exact: ptr(6), ExactWitness: "search", ExactLower: ptr(6), ExactSeconds: ptr(0.01)},
 		{Scenario: "zipf2000", Planner: "tessera", GPUs: 300, LB3: 290, Legal: true, DemandMet: 1, PlanSeconds: 0.05, PlanSecondsP99: 0.06, Runs: 5,
-			Sweep: &SeedSweep{Seeds: 20, RatioLB3: Spread{1, 1.03, 1.09}, DemandMet: Spread{1, 1, 1}, PlanSeconds: 0.2, PlanSecondsP99: 1.5}},
+			Sweep: &SeedSweep{Seeds: 2, RatioLB3: Spread{1, 1.03, 1.09}, DemandMet: Spread{1, 1, 1}, PlanSeconds: 0.2, PlanSecondsP99: 1.5,
+				PerSeed: []SeedRun{{Seed: 1, GPUs: 300, LB3: 290}, {Seed: 2, GPUs: 109, LB3: 100, Exact: ptr(108)}}}},
+		{Scenario: "zipf20000", Planner: "tessera", GPUs: 3000, LB3: 2900, Legal: true, DemandMet: 1, Exact: ptr(3000),
+			Sweep: &SeedSweep{Seeds: 2, RatioLB3: Spread{1, 1.05, 1.10}, DemandMet: Spread{1, 1, 1},
+				PerSeed: []SeedRun{{Seed: 1, GPUs: 3000, LB3: 2900}, {Seed: 2, GPUs: 110, LB3: 100, Exact: ptr(110)}}}},
+		{Scenario: "zipf200", Planner: "tessera", Step: "", GPUs: 44, LB3: 40, Legal: true, DemandMet: 1, Exact: ptr(44)},
 	}
 	md := Markdown(rs, ReportInfo{})
 	for _, want := range []string{
@@ -208,10 +213,12 @@ func TestTargetChecks(t *testing.T) {
 		"**UNREACHABLE** s3: strictly fewer GPUs than the best static baseline: 5 < 5 (all-1g); unreachable: exact optimum = best static = 5 GPUs (witness: search, 10.0 ms)",
 		"**FAIL** s4: strictly fewer GPUs than the best static baseline: 7 < 7 (all-1g)\n",
 		"**PASS** zipf2000: GPUs ≤ 1.08 × LB3: 300 ≤ 313.20",
-		"**FAIL** zipf2000 over 20 seeds: GPUs ≤ 1.08 × LB3 on every seed: largest ratio 1.090",
-		"**PASS** zipf2000 over 20 seeds: all demand met on every seed: least 100.0%",
-		"**FAIL** zipf2000: plan time at 2,000 services (~300 GPUs) ≤ 1 s: p99 over 20 seeds 1.50 s (p50 200.0 ms); own seed p99 60.0 ms (p50 50.0 ms, 5 runs)",
-		"checks pass; 1 cannot pass on these instances, proven (**UNREACHABLE**",
+		"**FAIL** zipf2000 over 2 seeds: GPUs ≤ 1.08 × LB3 on every seed: largest ratio 1.090; above it: seed 2: 109 GPUs, LB3 100, ratio 1.090\n",
+		"**PASS** zipf2000 over 2 seeds: all demand met on every seed: least 100.0%",
+		"**FAIL** zipf2000: plan time at 2,000 services (~300 GPUs) ≤ 1 s: p99 over 2 seeds 1.50 s (p50 200.0 ms); own seed p99 60.0 ms (p50 50.0 ms, 5 runs)",
+		"**UNREACHABLE** zipf20000 over 2 seeds: GPUs ≤ 1.08 × LB3 on every seed: largest ratio 1.100; unreachable on seed 2: 110 GPUs, LB3 100, ratio 1.100, exact optimum 110 (the optimum itself is above 1.08 × LB3)",
+		"**UNREACHABLE** zipf200: GPUs ≤ 1.08 × LB3: 44 ≤ 43.20 (ratio 0.000; exact optimum 44); unreachable: the exact optimum 44 is above 43.20",
+		"checks pass; 3 cannot pass on these instances, proven (**UNREACHABLE**",
 		"**PASS** s6: GPUs ≤ LB3 + 1: 17 ≤ 17",
 		"**PASS** s6: strictly fewer GPUs than the best static baseline: 17 < 19 (all-1g)",
 		"**FAIL** s6x6: GPUs ≤ LB3 + 1: 99 ≤ 97",
@@ -303,8 +310,10 @@ func TestRunSweepsAndPeakRSS(t *testing.T) {
 		if sw.Seeds != seeds || sw.FirstSeed != first || sw.Illegal != 0 || sw.Error != "" {
 			t.Errorf("%s: sweep %+v", name, sw)
 		}
-		// The first seed is the scenario's own: its plan is among the
-		// sweep's.
+		// The first seed is the scenario's own: its plan is the row's.
+		if len(sw.PerSeed) != seeds || sw.PerSeed[0].Seed != first || sw.PerSeed[0].GPUs != r.GPUs || sw.PerSeed[2].Seed != first+2 {
+			t.Errorf("%s: per seed %+v, row GPUs %d", name, sw.PerSeed, r.GPUs)
+		}
 		g := float64(r.GPUs)
 		if sw.GPUs.Min > g || sw.GPUs.Max < g || sw.GPUs.Min > sw.GPUs.Median || sw.GPUs.Median > sw.GPUs.Max {
 			t.Errorf("%s: GPUs %v outside the sweep's %+v", name, g, sw.GPUs)

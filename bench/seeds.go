@@ -34,7 +34,7 @@ type SeedSweep struct {
 	PlanSeconds    float64 `json:"plan_seconds"`
 	PlanSecondsP99 float64 `json:"plan_seconds_p99"`
 	// ExactDecided counts the seeds whose optimum the exact search
-	// decided within RunOptions.SeedExactBudget (its own plan, or every
+	// decided within RunOptions.ExactBudget (its own plan, or every
 	// smaller count refuted and Tessera's plan the witness); ExactEqual
 	// those of them where Tessera's GPUs equal the optimum. Absent when
 	// the search did not run (re-plan steps, or disabled).
@@ -48,6 +48,25 @@ type SeedSweep struct {
 	// Evaluate, Check); Error describes the first.
 	Illegal int    `json:"illegal,omitempty"`
 	Error   string `json:"error,omitempty"`
+	// PerSeed has every seed's figures, in seed order.
+	PerSeed []SeedRun `json:"per_seed"`
+}
+
+// SeedRun is one seed's plan in a SeedSweep.
+type SeedRun struct {
+	Seed        uint64  `json:"seed"`
+	GPUs        int     `json:"gpus"`
+	LB3         int     `json:"lb3"`
+	DemandMet   float64 `json:"demand_met"`
+	PlanSeconds float64 `json:"plan_seconds"`
+	// Exact is the proven optimum when the exact search decided it.
+	Exact *int `json:"exact,omitempty"`
+	// ChangedGPUs and FreshGPUs: a re-plan's GPUs whose layout changes
+	// and the GPUs of a fresh plan of the same step.
+	ChangedGPUs *int `json:"changed_gpus,omitempty"`
+	FreshGPUs   *int `json:"fresh_gpus,omitempty"`
+	// Error says why the seed's plan failed; its figures are then empty.
+	Error string `json:"error,omitempty"`
 }
 
 // Spread is the least, median (nearest rank) and largest of some values.
@@ -66,34 +85,52 @@ func spreadOf(xs []float64) Spread {
 	return Spread{Min: s[0], Median: quantile(s, 0.5), Max: s[len(s)-1]}
 }
 
-// sweepAcc collects one row's values over the seeds.
+// sweepAcc collects one row's seeds.
 type sweepAcc struct {
-	gpus, lb3, ratio, met, times []float64
-	changed, fresh               []float64
-	exactDecided, exactEqual     int
-	exactRan                     bool
-	illegal                      int
-	err                          string
+	runs     []SeedRun
+	exactRan bool
 }
 
 func (a *sweepAcc) fail(seed uint64, msg string) {
-	a.illegal++
-	if a.err == "" {
-		a.err = fmt.Sprintf("seed %d: %s", seed, msg)
-	}
+	a.runs = append(a.runs, SeedRun{Seed: seed, Error: msg})
 }
 
 func (a *sweepAcc) result(n int, first uint64) *SeedSweep {
-	sw := &SeedSweep{Seeds: n, FirstSeed: first, GPUs: spreadOf(a.gpus), LB3: spreadOf(a.lb3), RatioLB3: spreadOf(a.ratio),
-		DemandMet: spreadOf(a.met), Illegal: a.illegal, Error: a.err}
-	times := slices.Clone(a.times)
+	sw := &SeedSweep{Seeds: n, FirstSeed: first, PerSeed: a.runs}
+	var gpus, lb3, ratios, met, times, changed, fresh []float64
+	decided, equal := 0, 0
+	for _, r := range a.runs {
+		if r.Error != "" {
+			sw.Illegal++
+			if sw.Error == "" {
+				sw.Error = fmt.Sprintf("seed %d: %s", r.Seed, r.Error)
+			}
+			continue
+		}
+		gpus = append(gpus, float64(r.GPUs))
+		lb3 = append(lb3, float64(r.LB3))
+		ratios = append(ratios, ratio(float64(r.GPUs), float64(r.LB3), 0))
+		met = append(met, r.DemandMet)
+		times = append(times, r.PlanSeconds)
+		if r.Exact != nil {
+			decided++
+			if *r.Exact == r.GPUs {
+				equal++
+			}
+		}
+		if r.ChangedGPUs != nil && r.FreshGPUs != nil {
+			changed = append(changed, ratio(float64(*r.ChangedGPUs), float64(r.GPUs), 0))
+			fresh = append(fresh, ratio(float64(r.GPUs), float64(*r.FreshGPUs), 0))
+		}
+	}
+	sw.GPUs, sw.LB3, sw.RatioLB3, sw.DemandMet = spreadOf(gpus), spreadOf(lb3), spreadOf(ratios), spreadOf(met)
 	slices.Sort(times)
 	sw.PlanSeconds, sw.PlanSecondsP99 = quantile(times, 0.5), quantile(times, 0.99)
 	if a.exactRan {
-		sw.ExactDecided, sw.ExactEqual = ptr(a.exactDecided), ptr(a.exactEqual)
+		sw.ExactDecided, sw.ExactEqual = ptr(decided), ptr(equal)
 	}
-	if len(a.changed) > 0 {
-		sw.ChangedFraction, sw.FreshRatio = ptr(spreadOf(a.changed)), ptr(spreadOf(a.fresh))
+	if len(changed) > 0 {
+		sw.ChangedFraction, sw.FreshRatio = ptr(spreadOf(changed)), ptr(spreadOf(fresh))
 	}
 	return sw
 }
@@ -105,9 +142,6 @@ func (a *sweepAcc) result(n int, first uint64) *SeedSweep {
 // name ("" for the initial plan).
 func (rc runContext) sweep(ctx context.Context, s Scenario, p Planner, n int, exactBudget int) (map[string]*SeedSweep, error) {
 	cat := rc.cat
-	if exactBudget == 0 {
-		exactBudget = DefaultSeedExactBudget
-	}
 	accs := map[string]*sweepAcc{}
 	acc := func(step string) *sweepAcc {
 		if accs[step] == nil {
@@ -121,27 +155,24 @@ func (rc runContext) sweep(ctx context.Context, s Scenario, p Planner, n int, ex
 		pl, err := plan()
 		return pl, time.Since(start).Seconds(), err
 	}
-	// record checks one plan and adds its figures to a.
-	record := func(a *sweepAcc, seed uint64, c scheduler.Cluster, w scheduler.Workload, plan scheduler.Plan, secs float64, opts scheduler.Options) (Metrics, bool) {
+	// record checks one plan and adds its figures to a; it returns the
+	// seed's entry, nil when the plan failed.
+	record := func(a *sweepAcc, seed uint64, c scheduler.Cluster, w scheduler.Workload, plan scheduler.Plan, secs float64, opts scheduler.Options) *SeedRun {
 		m, err := Evaluate(cat, c, w, plan)
 		if err == nil {
 			err = scheduler.Check(cat, c, w, plan, opts)
 		}
 		if err != nil {
 			a.fail(seed, strings.ReplaceAll(err.Error(), "\n", "; "))
-			return m, false
+			return nil
 		}
 		b, err := scheduler.LowerBound(cat, c, w)
 		if err != nil {
 			a.fail(seed, fmt.Sprintf("lower bound: %v", err))
-			return m, false
+			return nil
 		}
-		a.gpus = append(a.gpus, float64(m.GPUs))
-		a.lb3 = append(a.lb3, float64(b.LB3))
-		a.ratio = append(a.ratio, ratio(float64(m.GPUs), float64(b.LB3), 0))
-		a.met = append(a.met, m.DemandMet)
-		a.times = append(a.times, secs)
-		return m, true
+		a.runs = append(a.runs, SeedRun{Seed: seed, GPUs: m.GPUs, LB3: b.LB3, DemandMet: m.DemandMet, PlanSeconds: secs})
+		return &a.runs[len(a.runs)-1]
 	}
 	rp, incremental := rc.replan[p.Name]
 	for i := 0; i < n; i++ {
@@ -160,8 +191,8 @@ func (rc runContext) sweep(ctx context.Context, s Scenario, p Planner, n int, ex
 				a.fail(seed, err.Error())
 				continue
 			}
-			m, ok := record(a, seed, sc.Cluster, sc.Workload, plan, secs, scheduler.Options{Fresh: true})
-			if !ok || exactBudget < 0 {
+			run := record(a, seed, sc.Cluster, sc.Workload, plan, secs, scheduler.Options{Fresh: true})
+			if run == nil || exactBudget < 0 {
 				continue
 			}
 			a.exactRan = true
@@ -170,10 +201,7 @@ func (rc runContext) sweep(ctx context.Context, s Scenario, p Planner, n int, ex
 				return nil, fmt.Errorf("bench: scenario %s seed %d: %w", s.Name, seed, err)
 			}
 			if ex.exact > 0 {
-				a.exactDecided++
-				if ex.exact == m.GPUs {
-					a.exactEqual++
-				}
+				run.Exact = ptr(ex.exact)
 			}
 			continue
 		}
@@ -196,21 +224,20 @@ func (rc runContext) sweep(ctx context.Context, s Scenario, p Planner, n int, ex
 				a.fail(seed, err.Error())
 				break
 			}
-			m, ok := record(a, seed, prev, st.Workload, plan, secs, opts)
-			if !ok {
+			fresh, err := p.Plan(cat, prev, st.Workload)
+			if err != nil {
+				a.fail(seed, fmt.Sprintf("fresh plan: %v", err))
+				break
+			}
+			run := record(a, seed, prev, st.Workload, plan, secs, opts)
+			if run == nil {
 				break
 			}
 			changed, _, _ := scheduler.LayoutChanges(prev, plan)
 			if incremental {
 				changed = plan.ChangedGPUs
 			}
-			fresh, err := p.Plan(cat, prev, st.Workload)
-			if err != nil {
-				a.fail(seed, fmt.Sprintf("fresh plan: %v", err))
-				break
-			}
-			a.changed = append(a.changed, ratio(float64(changed), float64(m.GPUs), 0))
-			a.fresh = append(a.fresh, ratio(float64(m.GPUs), float64(fresh.GPUsUsed), 0))
+			run.ChangedGPUs, run.FreshGPUs = ptr(changed), ptr(fresh.GPUsUsed)
 			current = plan.Applied(prev)
 		}
 	}

@@ -125,7 +125,7 @@ func (o *benchOptions) run(cmd *cobra.Command) error {
 	}
 	ropts := bench.RunOptions{Runs: o.runs, Progress: stderr, Seeds: o.seeds, ExactBudget: o.exact}
 	if o.exact == 0 {
-		ropts.ExactBudget, ropts.SeedExactBudget = -1, -1
+		ropts.ExactBudget = -1
 	}
 	if o.peakRSS {
 		exe, err := os.Executable()
