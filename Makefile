@@ -39,7 +39,8 @@ test-e2e: ## run the end-to-end tests against a real kube-apiserver and etcd (bu
 e2e-components: ## build kube-apiserver, kubectl and etcd for e2e/ (once per machine; ~7 min cold)
 	$(E2E_COMPONENTS)
 
-install: build ## install the binary, the systemd unit and default /etc/tessera files (PREFIX, SYSCONFDIR, UNITDIR, DESTDIR)
+install: ## install bin/tessera (run make build first, as yourself), the systemd unit and default /etc/tessera files (PREFIX, SYSCONFDIR, UNITDIR, DESTDIR)
+	@test -x $(BIN)/tessera || { echo "make install: $(BIN)/tessera is missing; run 'make build' first (as yourself, not root)" >&2; exit 1; }
 	install -D -m 0755 $(BIN)/tessera $(DESTDIR)$(PREFIX)/bin/tessera
 	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/tessera
 	sed -e 's#/usr/local/bin/tessera#$(PREFIX)/bin/tessera#g' -e 's#/etc/tessera/#$(SYSCONFDIR)/tessera/#g' \

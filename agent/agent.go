@@ -114,9 +114,10 @@ type Agent struct {
 	hub  *hub
 	kick chan struct{}
 
-	mu       sync.Mutex
-	lastPass time.Time
-	running  bool
+	mu          sync.Mutex
+	lastPass    time.Time // when the last pass ended
+	passStarted time.Time // when the pass in progress began; zero between passes
+	running     bool
 
 	// Owned by the Run goroutine.
 	desired     *Desired
@@ -157,17 +158,27 @@ func (a *Agent) Trigger() {
 }
 
 // Healthy reports whether Run is running and has completed a pass within
-// the given age.
+// maxAge. A pass in progress counts as healthy for maxAge plus twice the
+// hook timeout (a pass may run both hooks), so a long apply is not taken
+// for a hung agent, while an NVML call that never returns eventually is.
 func (a *Agent) Healthy(maxAge time.Duration) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	switch {
-	case !a.running:
+	now := a.opts.Now()
+	if !a.running {
 		return errors.New("the reconciler is not running")
+	}
+	if !a.passStarted.IsZero() {
+		if took := now.Sub(a.passStarted); took > maxAge+2*a.opts.Hooks.timeout() {
+			return fmt.Errorf("the reconcile pass in progress started %s ago", took.Round(time.Second))
+		}
+		return nil
+	}
+	switch {
 	case a.lastPass.IsZero():
 		return errors.New("no reconcile pass has completed yet")
-	case a.opts.Now().Sub(a.lastPass) > maxAge:
-		return fmt.Errorf("the last reconcile pass completed %s ago", a.opts.Now().Sub(a.lastPass).Round(time.Second))
+	case now.Sub(a.lastPass) > maxAge:
+		return fmt.Errorf("the last reconcile pass completed %s ago", now.Sub(a.lastPass).Round(time.Second))
 	}
 	return nil
 }
@@ -294,9 +305,12 @@ func (a *Agent) backoff(n int) time.Duration {
 func (a *Agent) pass(ctx context.Context) time.Duration {
 	log := a.opts.Logger
 	inv := Inventory{Node: a.opts.NodeName, LastApply: a.lastApply}
+	a.mu.Lock()
+	a.passStarted = a.opts.Now()
+	a.mu.Unlock()
 	defer func() {
 		a.mu.Lock()
-		a.lastPass = a.opts.Now()
+		a.lastPass, a.passStarted = a.opts.Now(), time.Time{}
 		a.mu.Unlock()
 	}()
 

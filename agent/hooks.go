@@ -39,6 +39,14 @@ type Hooks struct {
 	Timeout time.Duration
 }
 
+// timeout is Timeout or its default.
+func (h Hooks) timeout() time.Duration {
+	if h.Timeout <= 0 {
+		return 5 * time.Minute
+	}
+	return h.Timeout
+}
+
 // maxHookOutput bounds the output kept from one hook run.
 const maxHookOutput = 64 << 10
 
@@ -56,10 +64,7 @@ func (h Hooks) run(ctx context.Context, log *slog.Logger, kind HookKind, env []s
 	if script == "" {
 		return nil
 	}
-	timeout := h.Timeout
-	if timeout <= 0 {
-		timeout = 5 * time.Minute
-	}
+	timeout := h.timeout()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", script)

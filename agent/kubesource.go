@@ -70,7 +70,7 @@ type KubeSourceOptions struct {
 // NewKubeSource returns a source watching node through client.
 func NewKubeSource(client kubernetes.Interface, node string, opts KubeSourceOptions) (*KubeSource, error) {
 	if node == "" {
-		return nil, errors.New("kubernetes source: the node name is empty (set --node-name, or NODE_NAME from the downward API)")
+		return nil, errors.New("kubernetes source: the node name is empty (set --node-name, or TESSERA_NODE_NAME from the downward API)")
 	}
 	if opts.LayoutsPath == "" {
 		opts.LayoutsPath = DefaultLayoutsPath

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tessera-gpu/tessera/migconfig"
 )
 
 func TestHubSlowSubscriberGetsLatestWithoutBlocking(t *testing.T) {
@@ -117,5 +119,32 @@ func TestStatusServer(t *testing.T) {
 	cancel()
 	if err := <-served; err != nil {
 		t.Errorf("ServeStatus: %v", err)
+	}
+}
+
+func TestHealthyCountsAPassInProgress(t *testing.T) {
+	now := time.Unix(1000, 0)
+	a := New(nil, nil, Options{Catalog: migconfig.Builtin(), Now: func() time.Time { return now }, Hooks: Hooks{Timeout: time.Minute}})
+	maxAge := 2 * time.Minute
+	a.running = true
+	if err := a.Healthy(maxAge); err == nil || !strings.Contains(err.Error(), "no reconcile pass") {
+		t.Errorf("before any pass: %v", err)
+	}
+	a.lastPass = now.Add(-time.Minute)
+	if err := a.Healthy(maxAge); err != nil {
+		t.Errorf("recent pass: %v", err)
+	}
+	a.lastPass = now.Add(-3 * time.Minute)
+	if err := a.Healthy(maxAge); err == nil {
+		t.Error("old pass: healthy")
+	}
+	// A long pass (hooks included) is alive for maxAge + 2 hook timeouts.
+	a.passStarted = now.Add(-3 * time.Minute)
+	if err := a.Healthy(maxAge); err != nil {
+		t.Errorf("pass in progress for 3m: %v", err)
+	}
+	a.passStarted = now.Add(-5 * time.Minute)
+	if err := a.Healthy(maxAge); err == nil || !strings.Contains(err.Error(), "in progress") {
+		t.Errorf("pass stuck for 5m: %v", err)
 	}
 }

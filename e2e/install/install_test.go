@@ -71,7 +71,7 @@ type installed struct {
 	confDir string // SYSCONFDIR/tessera
 }
 
-// makeInstall runs `make -C <repo> install` with every folder under root,
+// makeInstall runs `make -C <repo> build install` with every folder under root,
 // and DESTDIR empty, so the installed unit names the real paths of the
 // installed binary and configuration.
 func makeInstall(t *testing.T, root string) installed {
@@ -84,7 +84,8 @@ func makeInstall(t *testing.T, root string) installed {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "make", "-C", repoRoot(t), "install",
+	// As the README says: build as the user, then install.
+	cmd := exec.CommandContext(ctx, "make", "-C", repoRoot(t), "build", "install",
 		"PREFIX="+filepath.Join(root, "usr", "local"),
 		"SYSCONFDIR="+filepath.Join(root, "etc"),
 		"UNITDIR="+filepath.Join(root, "systemd"),
