@@ -21,10 +21,13 @@
 //     and later change it at once;
 //   - destroying a GPU instance that still has compute instances, or a
 //     compute instance with processes, is ERROR_IN_USE;
-//   - handles of destroyed instances fail afterwards.
+//   - handles of destroyed instances fail afterwards;
+//   - Xid critical errors raised with Node.InjectXid reach the event sets
+//     registered for them on that GPU (EventSetCreate, RegisterEvents,
+//     EventSet.Wait with a timeout, Free), with NVML's GI/CI IDs.
 //
 // Methods that MIG management does not need return ERROR_NOT_SUPPORTED
 // instead of panicking as the bare mocks would. Test helpers on *Node start
-// and stop processes, reset or reboot GPUs, inject faults, count calls and
-// save and load the whole simulated state.
+// and stop processes, reset or reboot GPUs, raise Xid events, inject
+// faults, count calls and save and load the whole simulated state.
 package sim

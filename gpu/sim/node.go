@@ -57,6 +57,9 @@ type Node struct {
 	mutating  int
 	destroyed int
 	faults    []*pendingFault
+
+	// eventSets are the live event sets, in creation order.
+	eventSets []*eventSet
 }
 
 var _ nvml.Interface = (*Node)(nil)
@@ -231,7 +234,9 @@ type Fault struct {
 	// also accepted with nvml.Interface's "Device" prefix), a GpuInstance
 	// or ComputeInstance method with its type as prefix
 	// ("GpuInstanceDestroy", "GpuInstanceCreateComputeInstance",
-	// "ComputeInstanceDestroy"), or an Interface method ("DeviceGetCount").
+	// "ComputeInstanceDestroy"), an EventSet method with "EventSet" as
+	// prefix ("EventSetWait", "EventSetFree"), or an Interface method
+	// ("DeviceGetCount", "EventSetCreate").
 	// These are the names Calls reports.
 	Call string
 	// GPU, when set, limits the fault to calls on that GPU (by NVML index),
@@ -397,7 +402,8 @@ func (n *Node) InitWithFlags(flags uint32) nvml.Return {
 }
 
 // Shutdown undoes one Init; ERROR_UNINITIALIZED without a matching Init.
-// The simulated state survives Shutdown.
+// The simulated state survives Shutdown; event sets do not survive the
+// last one.
 func (n *Node) Shutdown() nvml.Return {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -405,6 +411,9 @@ func (n *Node) Shutdown() nvml.Return {
 		return r
 	}
 	n.inits--
+	if n.inits == 0 {
+		n.dropAllEventSets()
+	}
 	return nvml.SUCCESS
 }
 
