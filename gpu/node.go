@@ -1,8 +1,9 @@
 // Package gpu is the only package of Tessera that calls NVML. It reads a
 // node's GPUs, their MIG mode, GPU and compute instances, MIG devices and
 // processes into migconfig values (Snapshot, ReadModel, EffectiveCatalog),
-// and applies a list of migconfig ops with explicit placements (Apply),
-// holding back anything that would touch an instance in use.
+// applies a list of migconfig ops with explicit placements (Apply),
+// holding back anything that would touch an instance in use, and watches
+// Xid critical errors per GPU and MIG instance (WatchXids).
 //
 // The package talks to NVML through go-nvml's nvml.Interface, so the same
 // code runs against libnvidia-ml (NewNVML) and against the simulated nodes
@@ -35,7 +36,8 @@ type Options struct {
 }
 
 // Node is one machine's GPUs as seen through NVML. Its methods are safe for
-// concurrent use; NVML calls of one Node are serialized.
+// concurrent use; NVML calls of one Node are serialized, except that
+// WatchXids waits for events (EventSetWait) outside that serialization.
 type Node struct {
 	lib nvml.Interface
 	cat *migconfig.Catalog
@@ -43,6 +45,10 @@ type Node struct {
 
 	mu     sync.Mutex
 	closed bool
+	// closing is closed by Close to stop every WatchXids; watchers counts
+	// the running ones, which Close waits for before NVML shuts down.
+	closing  chan struct{}
+	watchers sync.WaitGroup
 }
 
 // NewNVML returns go-nvml's binding to the system's libnvidia-ml. The
@@ -73,17 +79,24 @@ func Open(ctx context.Context, lib nvml.Interface, opts Options) (*Node, error) 
 	if ret := lib.Init(); ret != nvml.SUCCESS {
 		return nil, fmt.Errorf("gpu: open: %w", callErr("Init", ret))
 	}
-	return &Node{lib: lib, cat: cat, log: log}, nil
+	return &Node{lib: lib, cat: cat, log: log, closing: make(chan struct{})}, nil
 }
 
-// Close shuts NVML down. Calling it more than once is harmless.
+// Close shuts NVML down. It first stops every WatchXids of the node and
+// waits for them to free their event sets. Calling it more than once is
+// harmless.
 func (n *Node) Close() error {
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	if n.closed {
+		n.mu.Unlock()
 		return nil
 	}
 	n.closed = true
+	close(n.closing)
+	n.mu.Unlock()
+	n.watchers.Wait()
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	if ret := n.lib.Shutdown(); ret != nvml.SUCCESS {
 		return fmt.Errorf("gpu: close: %w", callErr("Shutdown", ret))
 	}

@@ -245,3 +245,12 @@ func eventID(id int) uint32 {
 	}
 	return uint32(id)
 }
+
+// LiveEventSets returns how many event sets exist that were created and
+// not freed (the last Shutdown frees them all), so tests can check that
+// event sets do not leak. It is a test control: it is not counted.
+func (n *Node) LiveEventSets() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.eventSets)
+}

@@ -251,8 +251,14 @@ func TestEventSetWaitTimeoutAndWakeUp(t *testing.T) {
 		done <- result{e, r}
 	}()
 	time.Sleep(20 * time.Millisecond)
+	if live := n.LiveEventSets(); live != 1 {
+		t.Fatalf("LiveEventSets = %d before Free, want 1", live)
+	}
 	if r := n.EventSetFree(set); r != nvml.SUCCESS {
 		t.Fatalf("EventSetFree: %v", r)
+	}
+	if live := n.LiveEventSets(); live != 0 {
+		t.Fatalf("LiveEventSets = %d after Free, want 0", live)
 	}
 	select {
 	case res := <-done:
@@ -284,6 +290,9 @@ func TestEventSetsEndAtLastShutdown(t *testing.T) {
 		t.Fatalf("Wait with one Init left: %v", r)
 	}
 	n.Shutdown()
+	if live := n.LiveEventSets(); live != 0 {
+		t.Fatalf("LiveEventSets = %d after the last Shutdown", live)
+	}
 	if _, r := set.Wait(0); r != nvml.ERROR_UNINITIALIZED {
 		t.Fatalf("Wait after the last Shutdown: %v", r)
 	}
