@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -119,6 +120,8 @@ type Agent struct {
 	passStarted time.Time // when the pass in progress began; zero between passes
 	running     bool
 
+	allocated map[string]bool // device IDs the kubelet allocated to pods; guarded by mu
+
 	// Owned by the Run goroutine.
 	desired     *Desired
 	failures    int       // consecutive failed passes, for the backoff
@@ -155,6 +158,48 @@ func (a *Agent) Trigger() {
 	case a.kick <- struct{}{}:
 	default:
 	}
+}
+
+// SetAllocated tells the agent which devices (MIG device or GPU UUIDs) the
+// kubelet has allocated to pods, from its pod-resources API. Their
+// instances count as busy, exactly like instances with processes: a pod
+// that holds a slice but runs nothing on it yet is never re-laid out from
+// under it (unless the policy is force). A change triggers a pass.
+func (a *Agent) SetAllocated(ids []string) {
+	set := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		set[id] = true
+	}
+	a.mu.Lock()
+	same := maps.Equal(set, a.allocated)
+	a.allocated = set
+	a.mu.Unlock()
+	if !same {
+		a.Trigger()
+	}
+}
+
+// markAllocated marks the observed instances that hold an allocated device
+// busy, and returns the allocated set.
+func (a *Agent) markAllocated(state *migconfig.NodeState) map[string]bool {
+	a.mu.Lock()
+	allocated := a.allocated
+	a.mu.Unlock()
+	if len(allocated) == 0 {
+		return nil
+	}
+	for gi := range state.GPUs {
+		g := &state.GPUs[gi]
+		for ii := range g.Instances {
+			in := &g.Instances[ii]
+			for _, ci := range in.ComputeInstances {
+				if allocated[ci.UUID] {
+					in.Busy = true
+				}
+			}
+		}
+	}
+	return allocated
 }
 
 // Healthy reports whether Run is running and has completed a pass within
@@ -335,8 +380,9 @@ func (a *Agent) pass(ctx context.Context) time.Duration {
 	if err != nil {
 		return failed("cannot read the GPUs", fmt.Errorf("snapshot: %w", err))
 	}
+	allocated := a.markAllocated(&state)
 	inv.Notes = hopperNotes(a.cat, state)
-	inv.GPUs = buildGPUs(a.cat, state, nil)
+	inv.GPUs = buildGPUs(a.cat, state, nil, allocated)
 
 	d := a.desired
 	if d == nil || d.empty() {
@@ -368,7 +414,7 @@ func (a *Agent) pass(ctx context.Context) time.Duration {
 		log.Error("desired layout refused before any change", "source", d.Source, "config", d.Config, "error", err)
 		return a.opts.Resync
 	}
-	inv.GPUs = buildGPUs(a.cat, state, layouts)
+	inv.GPUs = buildGPUs(a.cat, state, layouts, allocated)
 	ops, err := migconfig.DiffNode(a.cat, state, layouts)
 	if err != nil {
 		inv.State, inv.Reason, inv.LastError = StateFailed, "the desired layout cannot be applied to this node", err.Error()
@@ -402,7 +448,7 @@ func (a *Agent) pass(ctx context.Context) time.Duration {
 	var applyErr error
 	if len(run) == 0 {
 		// Everything left waits for busy instances: no NVML call, no hooks.
-		res.HeldBack = heldOps(held, "busy: processes on the instance or GPU")
+		res.HeldBack = heldOps(held, "busy: processes on the instance or GPU, or allocated to a pod")
 	} else {
 		if err := a.opts.Hooks.run(ctx, log, HookPreApply, a.hookEnv(d, len(ops), StatePending)); err != nil {
 			return failed("pre-apply hook failed; nothing was changed", err)
@@ -434,8 +480,9 @@ func (a *Agent) pass(ctx context.Context) time.Duration {
 	// Observe again: what the GPUs show now is what we publish.
 	if after, err := a.node.Snapshot(ctx); err == nil {
 		state = after
+		allocated = a.markAllocated(&state)
 		inv.ObservedAt = a.opts.Now()
-		inv.GPUs = buildGPUs(a.cat, state, layouts)
+		inv.GPUs = buildGPUs(a.cat, state, layouts, allocated)
 		inv.Notes = append(hopperNotes(a.cat, state), notes...)
 	} else if applyErr == nil {
 		applyErr = fmt.Errorf("snapshot after apply: %w", err)

@@ -519,3 +519,35 @@ func TestBackoffIsCappedExponential(t *testing.T) {
 		}
 	}
 }
+
+func TestAgentKeepsSlicesAllocatedToPods(t *testing.T) {
+	s, node := simNode(t, "h100-80gb", 2)
+	src := make(chanSource, 1)
+	a := New(node, src, fastOptions())
+	running(t, a)
+	src <- named(t, "all-7g")
+	inv := waitFor(t, a, "all-7g", stateIs(StateSuccess, "all-7g"))
+
+	// The kubelet gave GPU 0's slice to a pod that runs nothing yet.
+	held := inv.GPUs[0].Slices[0].UUID
+	a.SetAllocated([]string{held})
+	inv = waitFor(t, a, "allocated", func(inv Inventory) bool {
+		return len(inv.GPUs) > 0 && len(inv.GPUs[0].Slices) > 0 && inv.GPUs[0].Slices[0].Allocated
+	})
+	src <- named(t, "all-1g")
+	inv = waitFor(t, a, "held back", func(inv Inventory) bool {
+		return inv.State == StatePending && len(inv.HeldBack) > 0 && inv.Desired.Revision == "all-1g"
+	})
+	if got := profiles(t, node); strings.Join(got[0], ",") != "7g.80gb" || count(got[1], "1g.10gb") != 7 {
+		t.Errorf("layouts %v: the allocated slice must stay, the other GPU change", got)
+	}
+	if len(s.Processes()) != 0 {
+		t.Fatal("the test meant a slice with no process")
+	}
+	// The pod is gone: the change completes.
+	a.SetAllocated(nil)
+	waitFor(t, a, "applied", stateIs(StateSuccess, "all-1g"))
+	if got := profiles(t, node)[0]; count(got, "1g.10gb") != 7 {
+		t.Errorf("gpu 0 %v after the pod left", got)
+	}
+}

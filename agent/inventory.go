@@ -156,6 +156,9 @@ type Slice struct {
 	MemoryMiB int `json:"memoryMiB"`
 	// Busy reports processes on the MIG device.
 	Busy bool `json:"busy,omitempty"`
+	// Allocated reports that the kubelet has allocated the slice to a pod
+	// (see Agent.SetAllocated); its instance is then kept like a busy one.
+	Allocated bool `json:"allocated,omitempty"`
 	// Processes are the PIDs on the MIG device.
 	Processes []uint32 `json:"processes,omitempty"`
 	// Healthy reports the slice fit to run work. The agent marks every
@@ -184,8 +187,9 @@ func (inv Inventory) InSync() bool {
 }
 
 // buildGPUs turns an observation and the desired layouts into the GPUs of
-// an Inventory. The model catalog names profiles; desired may be nil.
-func buildGPUs(cat *migconfig.Catalog, node migconfig.NodeState, desired map[int]migconfig.GPULayout) []GPU {
+// an Inventory. The model catalog names profiles; desired and allocated
+// (device IDs the kubelet allocated to pods) may be nil.
+func buildGPUs(cat *migconfig.Catalog, node migconfig.NodeState, desired map[int]migconfig.GPULayout, allocated map[string]bool) []GPU {
 	out := make([]GPU, 0, len(node.GPUs))
 	for _, g := range node.GPUs {
 		m, known := cat.Lookup(g)
@@ -204,6 +208,9 @@ func buildGPUs(cat *migconfig.Catalog, node migconfig.NodeState, desired map[int
 		if known {
 			v.Applied = layoutString(m, migconfig.GPULayout{MigEnabled: g.Mig.Current, Instances: g.Instances})
 			v.Slices = slicesOf(m, g)
+			for i := range v.Slices {
+				v.Slices[i].Allocated = allocated[v.Slices[i].UUID]
+			}
 		} else {
 			v.Applied = fmt.Sprintf("%d instances", len(g.Instances))
 			if !g.Mig.Current {

@@ -162,8 +162,13 @@ func WriteStatus(w io.Writer, inv Inventory) error {
 		fmt.Fprintln(tw, "SLICE\tGPU\tPROFILE\tPLACEMENT\tBUSY\tHEALTHY")
 		for _, s := range slices {
 			busy := "no"
-			if s.Busy {
+			switch {
+			case s.Busy && s.Allocated:
+				busy = fmt.Sprintf("yes (pod; pids %v)", s.Processes)
+			case s.Busy:
 				busy = fmt.Sprintf("yes (pids %v)", s.Processes)
+			case s.Allocated:
+				busy = "yes (allocated to a pod)"
 			}
 			healthy := "yes"
 			if !s.Healthy {
