@@ -104,7 +104,8 @@ func (o Options) withDefaults() Options {
 // HealthEvent is a critical error reported by NVML (an Xid), on a whole
 // GPU or on one MIG instance of it.
 type HealthEvent struct {
-	// GPUIndex is the GPU's NVML index.
+	// GPUIndex is the GPU's NVML index; -1 when NVML could not say which
+	// GPU (then every GPU is affected).
 	GPUIndex int
 	// GPUInstanceID and ComputeInstanceID locate the MIG device; -1 when
 	// the error is not tied to an instance (it then affects the whole GPU).
@@ -143,13 +144,13 @@ func New(opts Options) *Manager {
 	}
 }
 
-// Run serves the plugins until ctx is done. inventories delivers the
+// Run serves the plugins until ctx is done, once the kubelet's socket
+// exists. inventories delivers the
 // agent's Inventory versions (agent.Agent.Subscribe), health the NVML
 // critical errors (nil for none). It returns nil when ctx is done.
 func (m *Manager) Run(ctx context.Context, inventories <-chan agent.Inventory, health <-chan HealthEvent) error {
-	if err := os.MkdirAll(m.opts.PluginDir, 0o755); err != nil {
-		return fmt.Errorf("device plugin folder: %w", err)
-	}
+	// Nothing is served until the kubelet's socket exists: on a node
+	// without a kubelet the plugin waits, creating nothing.
 	defer m.stopAll()
 	ticker := time.NewTicker(m.opts.KubeletPoll)
 	defer ticker.Stop()
@@ -304,7 +305,9 @@ func (m *Manager) markUnhealthy(ev HealthEvent) {
 func affected(inv agent.Inventory, ev HealthEvent) []string {
 	var out []string
 	for _, g := range inv.GPUs {
-		if g.Index != ev.GPUIndex {
+		// An event NVML could not tie to a GPU counts for every GPU, as
+		// NVIDIA's device plugin treats it.
+		if ev.GPUIndex >= 0 && g.Index != ev.GPUIndex {
 			continue
 		}
 		if ev.GPUInstanceID < 0 {

@@ -37,6 +37,8 @@ func TestAffected(t *testing.T) {
 		{"the whole GPU", HealthEvent{GPUIndex: 1, GPUInstanceID: -1, ComputeInstanceID: -1, Xid: 48}, []string{"GPU-b", "GPU-b-MIG-0"}},
 		{"an instance that is gone", HealthEvent{GPUIndex: 0, GPUInstanceID: 9, ComputeInstanceID: 0, Xid: 79}, nil},
 		{"a GPU that is not there", HealthEvent{GPUIndex: 5, GPUInstanceID: -1, ComputeInstanceID: -1, Xid: 79}, nil},
+		{"no GPU named: every device", HealthEvent{GPUIndex: -1, GPUInstanceID: -1, ComputeInstanceID: -1, Xid: 79},
+			[]string{"GPU-a", "GPU-a-MIG-0", "GPU-a-MIG-1", "GPU-a-MIG-2", "GPU-a-MIG-3", "GPU-b", "GPU-b-MIG-0"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -20,7 +20,10 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/tessera-gpu/tessera/agent"
+	"github.com/tessera-gpu/tessera/deviceplugin"
+	"github.com/tessera-gpu/tessera/gpu"
 	"github.com/tessera-gpu/tessera/migconfig"
+	"github.com/tessera-gpu/tessera/podresources"
 )
 
 // agentOptions are the flags of `tessera agent`.
@@ -43,6 +46,14 @@ type agentOptions struct {
 	statusAddress string
 	logFormat     string
 	logLevel      string
+
+	devicePlugin       bool
+	migStrategy        string
+	devicePluginDir    string
+	deviceListStrategy string
+	cdiKind            string
+	ignoredXids        []uint
+	podResources       string
 }
 
 func newAgentCommand() *cobra.Command {
@@ -104,6 +115,13 @@ The status is served on --status-address (loopback by default): GET /status
 	f.StringVar(&o.statusAddress, "status-address", agent.DefaultStatusAddress, `address of the status server (/status, /healthz); "" turns it off`)
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.BoolVar(&o.devicePlugin, "device-plugin", true, "advertise the slices to the kubelet as nvidia.com/* resources (waits for the kubelet's socket; harmless without a kubelet)")
+	f.StringVar(&o.migStrategy, "mig-strategy", string(deviceplugin.StrategyMixed), "how slices become resources, as NVIDIA's device plugin: mixed (nvidia.com/mig-<profile>), single (nvidia.com/gpu) or none (whole GPUs)")
+	f.StringVar(&o.devicePluginDir, "device-plugin-dir", "/var/lib/kubelet/device-plugins/", "the kubelet's device-plugin folder (holds kubelet.sock)")
+	f.StringVar(&o.deviceListStrategy, "device-list-strategy", string(deviceplugin.ListEnvVar), "how a container gets its devices: envvar (NVIDIA_VISIBLE_DEVICES), cdi-annotations or cdi-cri")
+	f.StringVar(&o.cdiKind, "cdi-kind", "nvidia.com/gpu", "with a cdi-* device list strategy: the CDI vendor/class of device names")
+	f.UintSliceVar(&o.ignoredXids, "ignored-xids", toUints(deviceplugin.DefaultIgnoredXids), "Xids that do not make a slice unhealthy (application errors)")
+	f.StringVar(&o.podResources, "pod-resources-socket", podresources.DefaultSocket, `the kubelet's pod-resources socket: slices allocated to pods are never re-laid out; "" turns it off`)
 	cmd.AddCommand(newAgentStatusCommand())
 	return cmd
 }
@@ -198,6 +216,18 @@ func runAgent(ctx context.Context, o *agentOptions, cat *migconfig.Catalog, stde
 		}()
 	}
 	go notifySystemd(ctx, a, b, log)
+	sinks := []func([]string){a.SetAllocated}
+	if o.devicePlugin {
+		dp, err := startDevicePlugin(ctx, o, a, b, log, errc)
+		if err != nil {
+			return err
+		}
+		running++
+		sinks = append(sinks, dp.SetAllocated)
+	}
+	if o.podResources != "" {
+		go watchAllocations(ctx, o.podResources, sinks, log)
+	}
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -225,6 +255,102 @@ func runAgent(ctx context.Context, o *agentOptions, cat *migconfig.Catalog, stde
 	}
 	log.Info("agent stopped")
 	return firstErr
+}
+
+// startDevicePlugin runs the kubelet device plugins on the agent's
+// Inventory, with NVML's Xid events as health. Its result goes to errc.
+func startDevicePlugin(ctx context.Context, o *agentOptions, a *agent.Agent, b *backend, log *slog.Logger, errc chan<- error) (*deviceplugin.Manager, error) {
+	strategy, err := deviceplugin.ParseStrategy(o.migStrategy)
+	if err != nil {
+		return nil, withStatus(exitUsage, err)
+	}
+	list, err := deviceplugin.ParseListStrategy(o.deviceListStrategy)
+	if err != nil {
+		return nil, withStatus(exitUsage, err)
+	}
+	ignored := make([]uint64, len(o.ignoredXids))
+	for i, x := range o.ignoredXids {
+		ignored[i] = uint64(x)
+	}
+	dp := deviceplugin.New(deviceplugin.Options{
+		Strategy: strategy, PluginDir: o.devicePluginDir, ListStrategy: list, CDIKind: o.cdiKind,
+		IgnoredXids: ignored, Logger: log.With("component", "device-plugin"),
+	})
+	health := make(chan deviceplugin.HealthEvent, 64)
+	go watchHealth(ctx, b, health, log)
+	invs, unsubscribe := a.Subscribe()
+	go func() {
+		defer unsubscribe()
+		errc <- dp.Run(ctx, invs, health)
+	}()
+	return dp, nil
+}
+
+// watchHealth turns NVML's Xid events into health events, watching again
+// after a failure.
+func watchHealth(ctx context.Context, b *backend, out chan<- deviceplugin.HealthEvent, log *slog.Logger) {
+	xids := make(chan gpu.XidEvent, 64)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case x := <-xids:
+				log.Warn("Xid", "gpu", x.GPUIndex, "uuid", x.GPUUUID, "xid", x.Xid, "gi", x.GPUInstanceID, "ci", x.ComputeInstanceID)
+				select {
+				case out <- deviceplugin.HealthEvent{GPUIndex: x.GPUIndex, GPUInstanceID: x.GPUInstanceID, ComputeInstanceID: x.ComputeInstanceID, Xid: x.Xid}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	for {
+		err := b.node.WatchXids(ctx, xids)
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, gpu.ErrNoXidGPU) {
+			log.Warn("no GPU reports Xid events; slice health is not watched", "error", err)
+			return
+		}
+		log.Error("watching Xid events; retrying in 5s", "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
+// watchAllocations reads the kubelet's pod-resources API every 2 seconds
+// and tells the sinks (the agent, the device plugin) which slices pods
+// hold.
+func watchAllocations(ctx context.Context, socket string, sinks []func([]string), log *slog.Logger) {
+	lastErr := ""
+	podresources.Poll(ctx, socket, deviceplugin.ResourcePrefix, 2*time.Second, func(owners map[string]podresources.Owner) {
+		if lastErr != "" {
+			log.Info("pod-resources API reachable", "socket", socket)
+			lastErr = ""
+		}
+		ids := podresources.IDs(owners)
+		for _, sink := range sinks {
+			sink(ids)
+		}
+	}, func(err error) {
+		if err.Error() != lastErr {
+			lastErr = err.Error()
+			log.Debug("pod-resources API unavailable; allocations unknown", "error", err)
+		}
+	})
+}
+
+func toUints(v []uint64) []uint {
+	out := make([]uint, len(v))
+	for i, x := range v {
+		out[i] = uint(x)
+	}
+	return out
 }
 
 // notifySystemd tells systemd (Type=notify) that the agent is ready once

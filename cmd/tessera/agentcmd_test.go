@@ -28,6 +28,8 @@ func TestAgentUsageErrors(t *testing.T) {
 		{[]string{"agent", "--backend", "sim:nope:1", "--status-address", ""}, exitError, "nope"},
 		{[]string{"agent", "status", "--status-address", "127.0.0.1:1"}, exitError, "is the agent running"},
 		{[]string{"agent", "status", "-o", "xml"}, exitUsage, `unknown output format "xml"`},
+		{[]string{"agent", "--mig-strategy", "all", "--backend", "sim:a30:1", "--status-address", ""}, exitUsage, "mixed, single or none"},
+		{[]string{"agent", "--device-list-strategy", "mounts", "--backend", "sim:a30:1", "--status-address", ""}, exitUsage, "envvar, cdi-annotations or cdi-cri"},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/tessera-gpu/tessera/agent"
+	"github.com/tessera-gpu/tessera/deviceplugin"
 	"github.com/tessera-gpu/tessera/gpu"
 	"github.com/tessera-gpu/tessera/gpu/sim"
 	"github.com/tessera-gpu/tessera/migconfig"
@@ -95,6 +98,7 @@ func (d *demo) demoAgent(ctx context.Context) error {
 		return err
 	}
 
+	before := inv
 	d.title("Edit agent.yaml: config: all-1g.10gb — the agent sees the file change and converges")
 	if err := setConfig("all-1g.10gb"); err != nil {
 		return err
@@ -104,6 +108,10 @@ func (d *demo) demoAgent(ctx context.Context) error {
 	}
 	fmt.Fprintf(d.w, "  %d operations, %d slices now\n\n", inv.LastApply.Planned, len(inv.Slices()))
 	if err := writeGPUTable(d, inv); err != nil {
+		return err
+	}
+	fmt.Fprintf(d.w, "\nthe kubelet now sees (device plugin, mixed strategy; before → after):\n")
+	if err := writeResources(d, before, inv); err != nil {
 		return err
 	}
 
@@ -133,6 +141,30 @@ func (d *demo) demoAgent(ctx context.Context) error {
 	}
 	fmt.Fprintln(d.w)
 	return writeGPUTable(d, inv)
+}
+
+// writeResources prints the resources the device plugin advertises for
+// two inventories, one line per resource.
+func writeResources(d *demo, before, after agent.Inventory) error {
+	was, err := deviceplugin.Resources(deviceplugin.StrategyMixed, before, nil)
+	if err != nil {
+		return err
+	}
+	now, err := deviceplugin.Resources(deviceplugin.StrategyMixed, after, nil)
+	if err != nil {
+		return err
+	}
+	names := map[string]bool{}
+	for r := range was {
+		names[r] = true
+	}
+	for r := range now {
+		names[r] = true
+	}
+	for _, r := range slices.Sorted(maps.Keys(names)) {
+		fmt.Fprintf(d.w, "  %-26s %d → %d\n", r, len(was[r]), len(now[r]))
+	}
+	return nil
 }
 
 // writeGPUTable prints only the GPU rows of an agent status.
