@@ -69,8 +69,18 @@ type Options struct {
 	// KubeletPoll is how often the kubelet's socket is checked for a
 	// restart; default 1 second.
 	KubeletPoll time.Duration
+	// Probe asks NVML whether a device answers (gpu.Node.ProbeDevice);
+	// nil means a device hit by an Xid recovers only when it is
+	// re-created.
+	Probe func(ctx context.Context, id string) error
+	// RecoverAfter is how long after its last critical Xid an unhealthy
+	// device is probed; when the probe succeeds it is healthy again.
+	// Default 5 minutes.
+	RecoverAfter time.Duration
 	// Logger receives the plugin's logs; nil discards them.
 	Logger *slog.Logger
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
 }
 
 func (o Options) withDefaults() Options {
@@ -95,8 +105,14 @@ func (o Options) withDefaults() Options {
 	if o.KubeletPoll <= 0 {
 		o.KubeletPoll = time.Second
 	}
+	if o.RecoverAfter <= 0 {
+		o.RecoverAfter = 5 * time.Minute
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	return o
 }
@@ -126,7 +142,8 @@ type Manager struct {
 	mu        sync.Mutex
 	servers   map[string]*resourceServer
 	inv       agent.Inventory
-	unhealthy map[string]string // device ID → reason
+	unhealthy map[string]string    // device ID → reason
+	lastXid   map[string]time.Time // device ID → its last critical Xid
 	allocated map[string]int    // device ID → GPU index, from the pod-resources API
 	err       error             // the last error naming resources
 	kick      chan struct{}
@@ -140,6 +157,7 @@ func New(opts Options) *Manager {
 		log:       opts.Logger,
 		servers:   map[string]*resourceServer{},
 		unhealthy: map[string]string{},
+		lastXid:   map[string]time.Time{},
 		kick:      make(chan struct{}, 1),
 	}
 }
@@ -171,6 +189,7 @@ func (m *Manager) Run(ctx context.Context, inventories <-chan agent.Inventory, h
 			m.markUnhealthy(ev)
 		case <-m.kick:
 		case <-ticker.C:
+			m.probeRecovered(ctx)
 			if id := m.kubeletID(); id != kubelet {
 				kubelet = id
 				if id != "" {
@@ -294,8 +313,10 @@ func (m *Manager) markUnhealthy(ev HealthEvent) {
 	defer m.mu.Unlock()
 	hit := affected(m.inv, ev)
 	reason := fmt.Sprintf("Xid %d", ev.Xid)
+	now := m.opts.Now()
 	for _, id := range hit {
 		m.unhealthy[id] = reason
+		m.lastXid[id] = now
 	}
 	m.log.Warn("devices unhealthy", "gpu", ev.GPUIndex, "gi", ev.GPUInstanceID, "ci", ev.ComputeInstanceID, "xid", ev.Xid, "devices", hit)
 }
@@ -338,15 +359,46 @@ func (m *Manager) forgetGone() {
 	for id := range m.unhealthy {
 		if !present[id] {
 			delete(m.unhealthy, id)
+			delete(m.lastXid, id)
 		}
 	}
 }
 
-// SetHealthy marks a device healthy again (NVML reported it recovered).
+// probeRecovered probes the devices whose last Xid is RecoverAfter old
+// and marks those that answer healthy again.
+func (m *Manager) probeRecovered(ctx context.Context) {
+	if m.opts.Probe == nil {
+		return
+	}
+	m.mu.Lock()
+	var due []string
+	now := m.opts.Now()
+	for id := range m.unhealthy {
+		if now.Sub(m.lastXid[id]) >= m.opts.RecoverAfter {
+			due = append(due, id)
+		}
+	}
+	m.mu.Unlock()
+	slices.Sort(due)
+	for _, id := range due {
+		if err := m.opts.Probe(ctx, id); err != nil {
+			m.log.Debug("still unhealthy", "device", id, "error", err)
+			m.mu.Lock()
+			m.lastXid[id] = now // probe again after another RecoverAfter
+			m.mu.Unlock()
+			continue
+		}
+		m.SetHealthy(id)
+	}
+}
+
+// SetHealthy marks a device healthy again (NVML reported it recovered);
+// the probe of Options.Probe calls it.
 func (m *Manager) SetHealthy(id string) {
 	m.mu.Lock()
 	_, was := m.unhealthy[id]
 	delete(m.unhealthy, id)
+	delete(m.lastXid, id)
 	m.mu.Unlock()
 	if was {
 		m.log.Info("device healthy again", "device", id)

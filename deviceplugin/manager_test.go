@@ -2,6 +2,7 @@ package deviceplugin
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -287,5 +288,44 @@ func TestAllocateListStrategies(t *testing.T) {
 	env := containerResponse(&Options{ListStrategy: ListEnvVar}, "nvidia.com/gpu", ids)
 	if env.Envs["NVIDIA_VISIBLE_DEVICES"] != "MIG-1,MIG-2" {
 		t.Errorf("envvar: %+v", env.Envs)
+	}
+}
+
+func TestRecoveryByProbe(t *testing.T) {
+	now := time.Unix(1000, 0)
+	answers := map[string]error{"GPU-a-MIG-0": nil, "GPU-a-MIG-1": errors.New("ERROR_GPU_IS_LOST")}
+	var probed []string
+	m := New(Options{
+		RecoverAfter: time.Minute,
+		Now:          func() time.Time { return now },
+		Probe: func(_ context.Context, id string) error {
+			probed = append(probed, id)
+			return answers[id]
+		},
+	})
+	m.inv = agent.Inventory{GPUs: []agent.GPU{gpuOf(0, "1g.10gb", "1g.10gb")}}
+	m.markUnhealthy(HealthEvent{GPUIndex: 0, GPUInstanceID: 1, ComputeInstanceID: -1, Xid: 94})
+	m.markUnhealthy(HealthEvent{GPUIndex: 0, GPUInstanceID: 2, ComputeInstanceID: -1, Xid: 79})
+	ctx := context.Background()
+
+	now = now.Add(30 * time.Second)
+	m.probeRecovered(ctx)
+	if len(probed) != 0 {
+		t.Fatalf("probed %v before RecoverAfter", probed)
+	}
+	now = now.Add(31 * time.Second)
+	m.probeRecovered(ctx)
+	if !reflect.DeepEqual(probed, []string{"GPU-a-MIG-0", "GPU-a-MIG-1"}) {
+		t.Fatalf("probed %v", probed)
+	}
+	if !reflect.DeepEqual(m.unhealthy, map[string]string{"GPU-a-MIG-1": "Xid 79"}) {
+		t.Fatalf("after probing: %v; the device that answers recovers, the lost one not", m.unhealthy)
+	}
+	// A failed probe waits another RecoverAfter.
+	probed = nil
+	now = now.Add(10 * time.Second)
+	m.probeRecovered(ctx)
+	if len(probed) != 0 {
+		t.Fatalf("re-probed %v too soon", probed)
 	}
 }

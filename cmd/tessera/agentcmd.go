@@ -54,6 +54,7 @@ type agentOptions struct {
 	cdiKind            string
 	ignoredXids        []uint
 	podResources       string
+	recoverAfter       time.Duration
 }
 
 func newAgentCommand() *cobra.Command {
@@ -121,6 +122,7 @@ The status is served on --status-address (loopback by default): GET /status
 	f.StringVar(&o.deviceListStrategy, "device-list-strategy", string(deviceplugin.ListEnvVar), "how a container gets its devices: envvar (NVIDIA_VISIBLE_DEVICES), cdi-annotations or cdi-cri")
 	f.StringVar(&o.cdiKind, "cdi-kind", "nvidia.com/gpu", "with a cdi-* device list strategy: the CDI vendor/class of device names")
 	f.UintSliceVar(&o.ignoredXids, "ignored-xids", toUints(deviceplugin.DefaultIgnoredXids), "Xids that do not make a slice unhealthy (application errors)")
+	f.DurationVar(&o.recoverAfter, "health-recover-after", 5*time.Minute, "a slice hit by a critical Xid is probed through NVML this long after its last Xid, and healthy again if NVML answers")
 	f.StringVar(&o.podResources, "pod-resources-socket", podresources.DefaultSocket, `the kubelet's pod-resources socket: slices allocated to pods are never re-laid out; "" turns it off`)
 	cmd.AddCommand(newAgentStatusCommand())
 	return cmd
@@ -275,6 +277,7 @@ func startDevicePlugin(ctx context.Context, o *agentOptions, a *agent.Agent, b *
 	dp := deviceplugin.New(deviceplugin.Options{
 		Strategy: strategy, PluginDir: o.devicePluginDir, ListStrategy: list, CDIKind: o.cdiKind,
 		IgnoredXids: ignored, Logger: log.With("component", "device-plugin"),
+		Probe: b.node.ProbeDevice, RecoverAfter: o.recoverAfter,
 	})
 	health := make(chan deviceplugin.HealthEvent, 64)
 	go watchHealth(ctx, b, health, log)
