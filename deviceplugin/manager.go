@@ -144,8 +144,8 @@ type Manager struct {
 	inv       agent.Inventory
 	unhealthy map[string]string    // device ID → reason
 	lastXid   map[string]time.Time // device ID → its last critical Xid
-	allocated map[string]int    // device ID → GPU index, from the pod-resources API
-	err       error             // the last error naming resources
+	allocated map[string]int       // device ID → GPU index, from the pod-resources API
+	err       error                // the last error naming resources
 	kick      chan struct{}
 }
 
