@@ -14,9 +14,19 @@ import (
 //   - a service short of capacity first takes free slices that exist, then
 //     new instances created in free memory slices of GPUs already in use
 //     (no running replica is touched), then layouts on empty GPUs;
-//   - a GPU left without replicas is cleared, so it counts as unused.
-func (pl *Planner) planIncremental(st *state, prices []float64, migrate bool) {
+//   - a GPU left without replicas is cleared, so it counts as unused;
+//   - with Migrate, when the re-plan uses more than FreshSlack more GPUs
+//     than a fresh plan, GPUs are drained.
+//
+// With a change budget (opts.MaxChangedGPUs not NoRepack) the short
+// services are served together (growAll) and the drain is a bounded
+// repack (repack): GPUs in use may be re-laid out, as long as the GPUs
+// whose layout changes stay within the budget. Without one (NoRepack) the
+// re-plan is the one before the budget existed: services grow one by one
+// (grow) and drained replicas move to free slices only (consolidate).
+func (pl *Planner) planIncremental(st *state, prices []float64, opts Options) {
 	p := st.p
+	st.budget = newBudget(opts.MaxChangedGPUs)
 	index := map[string]int{}
 	for i, s := range p.services {
 		index[s.Name] = i
@@ -34,12 +44,16 @@ func (pl *Planner) planIncremental(st *state, prices []float64, migrate bool) {
 		}
 	}
 	st.release()
-	for i := range p.services {
-		st.grow(i, prices)
+	if st.budget.off {
+		for i := range p.services {
+			st.grow(i, prices)
+		}
+	} else {
+		pl.growAll(st, prices)
 	}
 	st.spill(prices)
 	st.clearIdle()
-	if !migrate {
+	if !opts.Migrate {
 		return
 	}
 	// Against a fresh plan of the same demand, drain the emptiest GPUs
@@ -51,7 +65,12 @@ func (pl *Planner) planIncremental(st *state, prices []float64, migrate bool) {
 	}
 	pl.planFresh(fresh, prices)
 	limit := int(math.Floor(float64(fresh.used()) * (1 + FreshSlack)))
-	st.consolidate(limit)
+	if st.budget.off {
+		st.consolidate(limit)
+		return
+	}
+	st.repack(limit, prices, true)
+	st.clearIdle()
 }
 
 // FreshSlack is how many more GPUs, as a fraction of a fresh plan's, an
@@ -107,6 +126,9 @@ func (st *state) consolidate(limit int) {
 		saved := st.snapshot()
 		if st.drain(cand) {
 			st.gpus[cand].slices = nil
+			if !st.withinBudget() {
+				st.restore(saved)
+			}
 		} else {
 			st.restore(saved)
 		}
@@ -381,17 +403,28 @@ func (st *state) addToUsedGPUExcept(r, i, except int) bool {
 	for _, gi := range order {
 		gs := st.gpus[gi]
 		layout := migconfig.GPULayout{MigEnabled: true}
+		memory := 0
 		for _, sl := range gs.slices {
 			if q, ok := m.ProfileByName(sl.profile); ok {
 				layout.Instances = append(layout.Instances, migconfig.Instance{Profile: q.ID, Placement: sl.placement})
+				memory += sl.placement.Size
 			}
+		}
+		if memory+prof.MemorySlices > m.MemorySlices {
+			continue // no placement can be free
 		}
 		for _, pl := range prof.Placements {
 			try := migconfig.GPULayout{MigEnabled: true, Instances: append(append([]migconfig.Instance(nil), layout.Instances...),
 				migconfig.Instance{Profile: prof.ID, Placement: pl})}
 			if migconfig.ValidateLayout(m, try) == nil {
+				n := len(gs.slices)
 				gs.slices = append(gs.slices, slot{res: r, profile: prof.Name, placement: pl, service: i})
-				return true
+				if st.withinBudget() {
+					return true
+				}
+				// Over the change budget: try the next GPU.
+				gs.slices = gs.slices[:n]
+				break
 			}
 		}
 	}

@@ -54,7 +54,7 @@ func (pl *Planner) Plan(c Cluster, w Workload, opts Options) (Plan, error) {
 	}
 	st := newState(p, c, opts.Fresh)
 	if st.running() {
-		pl.planIncremental(st, prices, opts.Migrate)
+		pl.planIncremental(st, prices, opts)
 	} else {
 		pl.planFresh(st, prices)
 	}

@@ -15,6 +15,9 @@ type state struct {
 	gpus  []*gpuState
 	unmet map[int]string // service index → why its demand is not met
 	fresh bool
+	// budget bounds the GPUs whose layout an incremental re-plan
+	// changes.
+	budget budget
 }
 
 type gpuState struct {
@@ -105,6 +108,9 @@ func (st *state) assign(mixes []mix) {
 	type ref struct{ g, s int }
 	freeByRes := map[int][]ref{}
 	for gi, gs := range st.gpus {
+		if gs.cordoned {
+			continue // no new replicas there
+		}
 		for si, sl := range gs.slices {
 			if sl.service < 0 && sl.res >= 0 {
 				freeByRes[sl.res] = append(freeByRes[sl.res], ref{gi, si})
@@ -345,6 +351,19 @@ func changes(services []serviceInfo, c Cluster, plan Plan) ([]Change, float64) {
 			}
 		}
 	}
+	// GPUs re-laid out go before GPUs only torn down, so that replicas
+	// moved to new slices start before the slices they leave elsewhere
+	// stop; of those, the ones that stop no replica go first.
+	group := func(ph phase3) int {
+		switch {
+		case len(ph.create) > 0 && len(ph.stops) == 0:
+			return 0
+		case len(ph.create) > 0:
+			return 1
+		}
+		return 2
+	}
+	sort.SliceStable(later, func(a, b int) bool { return group(later[a]) < group(later[b]) })
 	for _, ph := range later {
 		for _, x := range ph.stops {
 			apply(x, ph.gp.Model)

@@ -118,6 +118,19 @@ type Options struct {
 	// GPUs than a fresh plan. Without it no slice running a replica is
 	// destroyed unless its service stops that replica.
 	Migrate bool `json:"migrate,omitempty"`
+	// MaxChangedGPUs is an incremental re-plan's change budget: the most
+	// GPUs in use before and after it whose layout it changes
+	// (Plan.ChangedGPUs). Within the budget the re-plan repacks: with
+	// Migrate, when it would use more than FreshSlack more GPUs than a
+	// fresh plan, it empties the GPUs with the least running compute by
+	// moving their replicas' demand to free slices elsewhere and, for
+	// what does not fit, to new instances in the re-laid-out free memory
+	// of a few GPUs in use, whose running replicas stay on their slices.
+	// 0 means the default: DefaultChangedFraction (2%) of the GPUs the
+	// plan uses, at least 1. NoRepack (any negative value) turns the
+	// budget and the repack off, as re-plans were before them. Fresh
+	// plans ignore it.
+	MaxChangedGPUs int `json:"maxChangedGPUs,omitempty"`
 }
 
 // Plan is the scheduler's answer: a layout and replicas per GPU, what
