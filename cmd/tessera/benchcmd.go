@@ -240,7 +240,8 @@ func childPeakRSS(exe, tmp string) func(context.Context, scheduler.Cluster, sche
 		// Every flag is given, so that TESSERA_* variables of the
 		// benchmark's environment cannot change the child's plan.
 		child := exec.CommandContext(ctx, exe, "plan", "-f", wf, "--cluster", cf, "-o", "json",
-			"--fresh="+strconv.FormatBool(opts.Fresh), "--migrate="+strconv.FormatBool(opts.Migrate), "--rss-stats", statsFile)
+			"--fresh="+strconv.FormatBool(opts.Fresh), "--migrate="+strconv.FormatBool(opts.Migrate),
+			"--max-changed-gpus="+strconv.Itoa(opts.MaxChangedGPUs), "--rss-stats", statsFile)
 		child.Env = append(os.Environ(), benchChildEnv+"=1")
 		var stderr bytes.Buffer
 		child.Stderr = &stderr

@@ -19,7 +19,9 @@ type planOptions struct {
 	cluster  string
 	fresh    bool
 	migrate  bool
-	output   string
+	// maxChanged is scheduler.Options.MaxChangedGPUs.
+	maxChanged int
+	output     string
 	// rssStats, when set, names the file the peak resident memory of
 	// reading the inputs and of planning is written to (see rssStats).
 	rssStats string
@@ -36,8 +38,11 @@ the fewest GPUs. Nothing is changed; the plan is printed.
 
 When the cluster file lists slices (the layouts and replicas running now),
 the plan is an incremental re-plan: running replicas stay where the demand
-still needs them and as few GPUs as possible change layout. --fresh plans as
-if every GPU were empty.
+still needs them and as few GPUs as possible change layout: at most
+--max-changed-gpus of the GPUs in use before and after (by default 2% of the
+GPUs the plan uses, at least one). Within that budget it re-lays out GPUs in
+use to free others; running replicas move only with --migrate. --fresh
+plans as if every GPU were empty.
 
 The workload file (YAML or JSON) lists the services, each with its demand
 in requests per second and the throughput one replica achieves within the
@@ -84,6 +89,7 @@ serves what it can).`,
 	f.StringVar(&o.cluster, "cluster", "", `cluster file, YAML or JSON ("-" for standard input)`)
 	f.BoolVar(&o.fresh, "fresh", false, "plan as if every GPU were empty (ignore current layouts and replicas)")
 	f.BoolVar(&o.migrate, "migrate", false, "in an incremental re-plan, let running replicas move (make-before-break) to free GPUs")
+	f.IntVar(&o.maxChanged, "max-changed-gpus", 0, "in an incremental re-plan, the most GPUs in use whose layout may change (0: 2% of the GPUs used, at least 1; -1: no budget and no repack)")
 	f.StringVarP(&o.output, "output", "o", "table", "output format: table, json or yaml")
 	// For `tessera bench`, which plans in child processes to measure
 	// their memory; Linux only.
@@ -117,7 +123,7 @@ func (o *planOptions) run(cmd *cobra.Command) error {
 			return fmt.Errorf("plan: --rss-stats: %w", err)
 		}
 	}
-	plan, err := scheduler.NewPlanner(cat).Plan(c, w, scheduler.Options{Fresh: o.fresh, Migrate: o.migrate})
+	plan, err := scheduler.NewPlanner(cat).Plan(c, w, scheduler.Options{Fresh: o.fresh, Migrate: o.migrate, MaxChangedGPUs: o.maxChanged})
 	if err != nil {
 		return fmt.Errorf("plan: %w", err)
 	}

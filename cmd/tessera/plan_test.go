@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -156,6 +157,49 @@ func TestPlanErrors(t *testing.T) {
 				t.Errorf("output on error: %s", stdout)
 			}
 		})
+	}
+}
+
+// TestPlanChangeBudget re-plans two GPUs, each running one whole-GPU
+// replica whose demand has dropped: with --migrate, one GPU re-laid out
+// serves both, unless --max-changed-gpus=-1 turns the repack off.
+func TestPlanChangeBudget(t *testing.T) {
+	var rates strings.Builder
+	for i, p := range []string{"1g.10gb", "2g.20gb", "3g.40gb", "4g.40gb", "7g.80gb"} {
+		fmt.Fprintf(&rates, "      - {gpuModel: a100-80gb, profile: %s, rps: %d}\n", p, 100*[]int{1, 2, 3, 4, 7}[i])
+	}
+	wf := writeFile(t, "w.yaml", "services:\n  - name: a\n    demand: 300\n    throughput:\n"+rates.String()+
+		"  - name: b\n    demand: 300\n    throughput:\n"+rates.String())
+	cf := writeFile(t, "c.yaml", `nodes:
+  - name: n
+    gpus:
+      - index: 0
+        model: a100-80gb
+        slices: [{profile: 7g.80gb, placement: {start: 0, size: 8}, service: a}]
+      - index: 1
+        model: a100-80gb
+        slices: [{profile: 7g.80gb, placement: {start: 0, size: 8}, service: b}]
+`)
+	for _, tc := range []struct {
+		args          []string
+		gpus, changed int
+	}{
+		{[]string{"--migrate"}, 1, 1},
+		{[]string{"--migrate", "--max-changed-gpus", "1"}, 1, 1},
+		{[]string{"--migrate", "--max-changed-gpus=-1"}, 2, 0},
+		{nil, 2, 0}, // without --migrate the running replicas stay
+	} {
+		code, stdout, stderr := tessera(t, append([]string{"plan", "-f", wf, "--cluster", cf, "-o", "json"}, tc.args...)...)
+		if code != exitOK {
+			t.Fatalf("%v: code %d, stderr %s", tc.args, code, stderr)
+		}
+		var plan scheduler.Plan
+		if err := json.Unmarshal([]byte(stdout), &plan); err != nil {
+			t.Fatal(err)
+		}
+		if plan.GPUsUsed != tc.gpus || plan.ChangedGPUs != tc.changed {
+			t.Errorf("%v: %d GPUs, %d changed; want %d, %d", tc.args, plan.GPUsUsed, plan.ChangedGPUs, tc.gpus, tc.changed)
+		}
 	}
 }
 
