@@ -173,7 +173,9 @@ type Replanner struct {
 // dynamic scenario, by planner name: Tessera, with Options{Migrate: true}
 // (Fresh false: running replicas stay where the demand still needs them;
 // Migrate: replicas may move, make-before-break, to drain GPUs when
-// keeping them all would cost noticeably more GPUs than a fresh plan). Every other planner re-plans fresh.
+// keeping them all would cost noticeably more GPUs than a fresh plan;
+// MaxChangedGPUs 0: the default change budget, within which the drain
+// re-lays out GPUs in use). Every other planner re-plans fresh.
 func Replanners() map[string]Replanner {
 	opts := scheduler.Options{Migrate: true}
 	return map[string]Replanner{
@@ -648,6 +650,9 @@ type ReportInfo struct {
 	// runtime.NumCPU() and runtime.Version().
 	CPUs      int
 	GoVersion string
+	// Load is the machine's load average while the results were taken
+	// (other work on it slows the plans down); empty when unknown.
+	Load string
 }
 
 // Scenario groups of the report, in order.
@@ -678,7 +683,11 @@ func Markdown(results []Result, info ReportInfo) string {
 	if info.Date != "" {
 		p(" on %s", info.Date)
 	}
-	p("; machine: %d CPU cores (%s/%s), %s. Do not edit by hand.\n\n", info.CPUs, runtime.GOOS, runtime.GOARCH, info.GoVersion)
+	p("; machine: %d CPU cores (%s/%s), %s", info.CPUs, runtime.GOOS, runtime.GOARCH, info.GoVersion)
+	if info.Load != "" {
+		p("; load average %s", info.Load)
+	}
+	p(". Do not edit by hand.\n\n")
 	p("Throughput per replica is derived from the ParvaGPU profiles, [%s](https://github.com/%s) at commit `%s` (%s), ", ParvaGPURepo, ParvaGPURepo, ParvaGPUCommit, ParvaGPULicense)
 	p("on %s, one process per slice, latency within the scheduling reference's §6.2 rule (NoMPS). ", GPUModel)
 	p("Clusters are empty 8-GPU nodes; `tessera bench --export DIR` writes every instance as the files `tessera plan` reads.\n\n")
@@ -750,8 +759,9 @@ func Markdown(results []Result, info ReportInfo) string {
 	if len(dynamic) > 0 {
 		p("## Dynamic replay (demand steps of ±10%% and ±50%%)\n\n")
 		p("Each planner's initial plan runs on the cluster; every step then re-plans from the cluster as the previous step left it. ")
-		p("Tessera re-plans incrementally (`scheduler.Options{Migrate: true}`: running replicas stay where the demand still needs them, ")
-		p("and move make-before-break only to drain GPUs when keeping them would cost more GPUs than a fresh plan allows); ")
+		p("Tessera re-plans incrementally (`scheduler.Options{Migrate: true}`: running replicas stay where the demand still needs them; ")
+		p("when the re-plan would use more than 2%% more GPUs than a fresh plan, it empties GPUs, moving their replicas make-before-break ")
+		p("to free slices and to a few GPUs it re-lays out, within the default change budget of 2%% of the GPUs it uses, at least one); ")
 		p("the baselines re-plan fresh. **changed** counts GPUs in use before and after whose layout changes (and its share of the GPUs used), ")
 		p("**added**/**released** GPUs that gain a layout or are emptied; **fresh** is the GPUs of Tessera's fresh plan for the same step; ")
 		p("**dip** the lowest fraction of demand served during Tessera's make-before-break transition (1 = none; not computed for the baselines).\n\n")

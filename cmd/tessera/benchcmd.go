@@ -139,15 +139,20 @@ func (o *benchOptions) run(cmd *cobra.Command) error {
 		defer os.RemoveAll(tmp)
 		ropts.PeakRSS = childPeakRSS(exe, tmp)
 	}
+	loadBefore := loadAverage()
 	results, err := bench.Run(cmd.Context(), scenarios, planners, ropts)
 	if err != nil {
 		return err
+	}
+	load := ""
+	if loadBefore != "" {
+		load = fmt.Sprintf("%s at the start, %s at the end (1, 5, 15 min)", loadBefore, loadAverage())
 	}
 	switch o.output {
 	case "json":
 		err = bench.WriteJSONLines(stdout, results)
 	case "markdown":
-		info := bench.ReportInfo{Command: commandLine(cmd), Date: time.Now().UTC().Format("2006-01-02")}
+		info := bench.ReportInfo{Command: commandLine(cmd), Date: time.Now().UTC().Format("2006-01-02"), Load: load}
 		_, err = io.WriteString(stdout, bench.Markdown(results, info))
 	default:
 		err = printResults(stdout, results)
@@ -268,3 +273,17 @@ func childPeakRSS(exe, tmp string) func(context.Context, scheduler.Cluster, sche
 }
 
 func mib(kib int64) float64 { return float64(kib) / 1024 }
+
+// loadAverage returns the 1, 5 and 15 minute load averages of the machine
+// ("0.52 0.58 0.59"), empty where /proc/loadavg cannot be read.
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
