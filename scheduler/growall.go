@@ -92,7 +92,7 @@ func (st *state) shortServices(rp *repacker) []int {
 }
 
 // shortfallMixes chooses the replica mixes that serve what every service
-// still lacks, improved together as in a fresh plan, and returns them
+// still lacks, split and improved together as in a fresh plan, and returns them
 // with the GPUs their cover adds. A service no slice fits is reported
 // unmet.
 func (pl *Planner) shortfallMixes(st *state, prices []float64, rp *repacker) ([]mix, int) {
@@ -114,6 +114,20 @@ func (pl *Planner) shortfallMixes(st *state, prices []float64, rp *repacker) ([]
 			continue
 		}
 		rest[i] = m
+	}
+	if len(p.services) <= maxSplitServices {
+		// As planFresh: the LP's split of the shortfall across kinds of
+		// slice when it packs into fewer GPUs.
+		if split, ok := resid.splitMixes(prices); ok {
+			for i := range split {
+				if split[i] == nil {
+					split[i] = rest[i]
+				}
+			}
+			if resid.score(split).less(resid.score(rest)) {
+				rest = split
+			}
+		}
 	}
 	rest = pl.improve(&resid, rest, prices)
 	added := 0
