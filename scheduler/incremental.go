@@ -242,31 +242,43 @@ func (st *state) release() {
 			}
 		}
 	}
+	// Each service's replicas in cluster order, and the load as the
+	// replicas stop.
+	type ref struct{ g, s int }
+	where := make([][]ref, len(p.services))
+	for gi, gs := range st.gpus {
+		for si, sl := range gs.slices {
+			if sl.service >= 0 {
+				where[sl.service] = append(where[sl.service], ref{gi, si})
+			}
+		}
+	}
+	load = st.replicasPerGPU()
 	for i := range p.services {
 		s := &p.services[i]
 		for {
-			load := st.replicasPerGPU()
-			bestG, bestS := -1, -1
-			for gi, gs := range st.gpus {
-				for si, sl := range gs.slices {
-					if sl.service != i {
-						continue
-					}
-					if capa[i]-s.rate[sl.res] < s.demand*(1-demandSlack) || reps[i]-1 < s.min {
-						continue
-					}
-					if bestG < 0 || load[gi] < load[bestG] {
-						bestG, bestS = gi, si
-					}
+			best := -1
+			for k, at := range where[i] {
+				sl := st.gpus[at.g].slices[at.s]
+				if sl.service != i {
+					continue
+				}
+				if capa[i]-s.rate[sl.res] < s.demand*(1-demandSlack) || reps[i]-1 < s.min {
+					continue
+				}
+				if best < 0 || load[at.g] < load[where[i][best].g] {
+					best = k
 				}
 			}
-			if bestG < 0 {
+			if best < 0 {
 				break
 			}
-			sl := &st.gpus[bestG].slices[bestS]
+			at := where[i][best]
+			sl := &st.gpus[at.g].slices[at.s]
 			capa[i] -= s.rate[sl.res]
 			reps[i]--
 			sl.service = -1
+			load[at.g]--
 		}
 	}
 }

@@ -304,27 +304,37 @@ func (rp *repacker) evacuate(gi int) bool {
 	}
 	// Free slices of the other GPUs in use, by grow's rule.
 	load := st.replicasPerGPU()
+	type ref struct{ g, s int }
+	var free []ref
+	for g, gs := range st.gpus {
+		if g == gi || gs.cordoned || load[g] == 0 {
+			continue
+		}
+		for x, sl := range gs.slices {
+			if sl.service < 0 && sl.res >= 0 {
+				free = append(free, ref{g, x})
+			}
+		}
+	}
 	for k, i := range rp.need.svc {
 		s := &p.services[i]
 		for rp.need.deficit[k] > 0 || rp.need.missing[k] > 0 {
-			gj, sj := -1, -1
-			for g, gs := range st.gpus {
-				if g == gi || gs.cordoned || load[g] == 0 {
-					continue
-				}
-				for x, sl := range gs.slices {
-					if sl.service < 0 && sl.res >= 0 && s.rate[sl.res] > 0 &&
-						(gj < 0 || betterSlot(s, rp.prices, rp.need.deficit[k], sl.res, st.gpus[gj].slices[sj].res, load[g], load[gj])) {
-						gj, sj = g, x
-					}
+			pick := -1
+			for f, at := range free {
+				r := st.gpus[at.g].slices[at.s].res
+				if s.rate[r] > 0 && (pick < 0 ||
+					betterSlot(s, rp.prices, rp.need.deficit[k], r, st.gpus[free[pick].g].slices[free[pick].s].res, load[at.g], load[free[pick].g])) {
+					pick = f
 				}
 			}
-			if gj < 0 {
+			if pick < 0 {
 				break
 			}
-			st.gpus[gj].slices[sj].service = i
-			rp.move(i, st.gpus[gj].slices[sj].res, -1)
-			load[gj]++
+			at := free[pick]
+			free = append(free[:pick], free[pick+1:]...)
+			st.gpus[at.g].slices[at.s].service = i
+			rp.move(i, st.gpus[at.g].slices[at.s].res, -1)
+			load[at.g]++
 		}
 	}
 	// Re-laid-out GPUs for the rest, one at a time, each leaving less
