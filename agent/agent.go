@@ -190,6 +190,7 @@ func (a *Agent) markAllocated(state *migconfig.NodeState) map[string]bool {
 	}
 	for gi := range state.GPUs {
 		g := &state.GPUs[gi]
+		g.Allocated = allocated[g.UUID]
 		for ii := range g.Instances {
 			in := &g.Instances[ii]
 			for _, ci := range in.ComputeInstances {
@@ -380,6 +381,7 @@ func (a *Agent) pass(ctx context.Context) time.Duration {
 	if err != nil {
 		return failed("cannot read the GPUs", fmt.Errorf("snapshot: %w", err))
 	}
+	inv.Observed = true
 	allocated := a.markAllocated(&state)
 	inv.Notes = hopperNotes(a.cat, state)
 	inv.GPUs = buildGPUs(a.cat, state, nil, allocated)
@@ -450,11 +452,12 @@ func (a *Agent) pass(ctx context.Context) time.Duration {
 		// Everything left waits for busy instances: no NVML call, no hooks.
 		res.HeldBack = heldOps(held, "busy: processes on the instance or GPU, or allocated to a pod")
 	} else {
+		// Pending first, as mig-manager does: the hook may take minutes.
+		inv.State, inv.Reason = StatePending, fmt.Sprintf("applying %d operations", len(ops))
+		a.publish(inv)
 		if err := a.opts.Hooks.run(ctx, log, HookPreApply, a.hookEnv(d, len(ops), StatePending)); err != nil {
 			return failed("pre-apply hook failed; nothing was changed", err)
 		}
-		inv.State, inv.Reason = StatePending, fmt.Sprintf("applying %d operations", len(ops))
-		a.publish(inv)
 		log.Info("applying", "operations", len(ops), "runnable", len(run), "held", len(held), "policy", a.opts.Policy)
 		res, applyErr = a.node.Apply(ctx, ops, gpu.ApplyOptions{Force: force})
 		rec := &ApplyRecord{At: a.opts.Now(), Planned: len(ops), Result: res}
@@ -492,16 +495,23 @@ func (a *Agent) pass(ctx context.Context) time.Duration {
 		a.heldSince = time.Time{}
 		return failed("apply failed; the next pass converges from what the GPUs show", applyErr)
 	}
-	if busy := heldForBusy(res); len(busy) > 0 {
+	if busy := heldForBusy(res); len(busy) > 0 && a.opts.Policy == PolicyFail {
+		// Work started after the plan: what could run has run, the rest
+		// waits; under fail that is a failure, not a wait.
+		a.heldSince = time.Time{}
+		return failed(fmt.Sprintf("%d operations were held back by instances that became busy during the apply; policy fail does not wait", len(busy)), nil)
+	} else if len(busy) > 0 {
 		now := a.opts.Now()
 		if a.heldSince.IsZero() {
 			a.heldSince = now
 		}
 		inv.HeldSince = a.heldSince
 		a.failures = 0
-		if waited := now.Sub(a.heldSince); waited >= a.opts.BusyTimeout {
+		if now.Sub(a.heldSince) >= a.opts.BusyTimeout {
 			inv.State = StateFailed
-			inv.Reason = fmt.Sprintf("%d operations held back by busy instances for %s (busy timeout %s); retrying every %s", len(busy), waited.Round(time.Second), a.opts.BusyTimeout, a.opts.Resync)
+			// No elapsed time in the reason: it is written to the node,
+			// which should not change at every retry.
+			inv.Reason = fmt.Sprintf("%d operations held back by busy instances longer than the busy timeout (%s); retrying every %s", len(busy), a.opts.BusyTimeout, a.opts.Resync)
 			a.publish(inv)
 			return a.opts.Resync
 		}
@@ -545,6 +555,7 @@ func (a *Agent) publish(inv Inventory) {
 	}
 }
 
+// hookEnv is the environment a hook gets on top of the agent's own.
 func (a *Agent) hookEnv(d *Desired, ops int, result State) []string {
 	return []string{
 		"TESSERA_NODE=" + a.opts.NodeName,

@@ -551,3 +551,22 @@ func TestAgentKeepsSlicesAllocatedToPods(t *testing.T) {
 		t.Errorf("gpu 0 %v after the pod left", got)
 	}
 }
+
+func TestAgentKeepsAWholeGPUAllocatedToAPod(t *testing.T) {
+	s, node := simNode(t, "h100-80gb", 1) // MIG off: advertised as nvidia.com/gpu
+	src := make(chanSource, 1)
+	a := New(node, src, fastOptions())
+	running(t, a)
+	inv := waitFor(t, a, "first inventory", func(inv Inventory) bool { return inv.Version > 0 })
+	a.SetAllocated([]string{inv.GPUs[0].UUID})
+	waitFor(t, a, "allocated", func(inv Inventory) bool { return inv.GPUs[0].Allocated })
+	src <- named(t, "all-7g")
+	inv = waitFor(t, a, "held back", func(inv Inventory) bool {
+		return inv.State == StatePending && len(inv.HeldBack) > 0 && inv.Desired.Revision == "all-7g"
+	})
+	if inv.GPUs[0].MigEnabled || s.MutatingCalls() != 0 {
+		t.Fatalf("MIG enabled under a pod's whole GPU (%d mutating calls)", s.MutatingCalls())
+	}
+	a.SetAllocated(nil)
+	waitFor(t, a, "applied once the pod left", stateIs(StateSuccess, "all-7g"))
+}

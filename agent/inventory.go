@@ -35,6 +35,10 @@ type Inventory struct {
 	Node string `json:"node,omitempty"`
 	// ObservedAt is when the GPUs were last read.
 	ObservedAt time.Time `json:"observedAt"`
+	// Observed reports that this pass read the GPUs. When reading failed
+	// it is false and GPUs is empty: consumers (the device plugin) keep
+	// what they had rather than take the node for empty.
+	Observed bool `json:"observed"`
 	// State is the layout state: "" when nothing is desired, else pending,
 	// success or failed.
 	State State `json:"state,omitempty"`
@@ -115,6 +119,8 @@ type GPU struct {
 	MigPending bool `json:"migPending"`
 	// Busy reports processes on the whole GPU (outside MIG devices).
 	Busy bool `json:"busy,omitempty"`
+	// Allocated reports that the whole GPU is allocated to a pod.
+	Allocated bool `json:"allocated,omitempty"`
 	// Applied is the layout the GPU has, in mig-parted's notation
 	// ("3g.40gb@0, 1g.10gb@4, ...").
 	Applied string `json:"applied"`
@@ -203,6 +209,7 @@ func buildGPUs(cat *migconfig.Catalog, node migconfig.NodeState, desired map[int
 			MigEnabled: g.Mig.Current,
 			MigPending: g.Mig.Pending,
 			Busy:       len(g.Processes) > 0,
+			Allocated:  g.Allocated,
 			InSync:     true,
 		}
 		if known {

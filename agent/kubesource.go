@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -50,11 +51,16 @@ type KubeSource struct {
 	poll        time.Duration
 	log         *slog.Logger
 
+	// patchMu serializes Report and correctDrift, each from its check to
+	// its patch, so neither writes a state the other has replaced.
+	patchMu sync.Mutex
+
 	mu         sync.Mutex
 	lister     func() (*corev1.Node, error) // set once Run's informer syncs
 	reported   bool                         // Report has patched the node
 	lastState  string                       // what Report last wrote
 	lastReason string
+	patchedRV  uint64 // the node's resourceVersion after that patch
 }
 
 // KubeSourceOptions configures a KubeSource.
@@ -124,7 +130,8 @@ func (s *KubeSource) Run(ctx context.Context, out chan<- Desired) error {
 	defer ticker.Stop()
 	last := "\x00"
 	for {
-		d := s.read()
+		d := s.read(ctx)
+		s.correctDrift(ctx)
 		if d.Revision != last {
 			select {
 			case out <- d:
@@ -143,9 +150,9 @@ func (s *KubeSource) Run(ctx context.Context, out chan<- Desired) error {
 }
 
 // read builds the desired state from the cached node and the layouts file.
-func (s *KubeSource) read() Desired {
+func (s *KubeSource) read(ctx context.Context) Desired {
 	d := Desired{Source: "node " + s.node}
-	n, err := s.getNode(context.Background())
+	n, err := s.getNode(ctx)
 	if err != nil {
 		if apierrors.IsNotFound(err) {
 			err = fmt.Errorf("node %s does not exist", s.node)
@@ -218,12 +225,20 @@ func (s *KubeSource) Report(ctx context.Context, inv Inventory) error {
 	if inv.State == StateSuccess || state == "" {
 		reason = ""
 	}
+	s.patchMu.Lock()
+	defer s.patchMu.Unlock()
 	s.mu.Lock()
 	same := s.reported && s.lastState == state && s.lastReason == reason
 	s.mu.Unlock()
 	if same {
 		return nil
 	}
+	return s.patchState(ctx, state, reason)
+}
+
+// patchState writes the state label and reason annotation ("" removes
+// them) and remembers what it wrote.
+func (s *KubeSource) patchState(ctx context.Context, state, reason string) error {
 	var labelValue, reasonValue any // nil removes the key
 	if state != "" {
 		labelValue = state
@@ -238,12 +253,45 @@ func (s *KubeSource) Report(ctx context.Context, inv Inventory) error {
 	if err != nil {
 		return fmt.Errorf("encode node patch: %w", err)
 	}
-	if _, err := s.client.CoreV1().Nodes().Patch(ctx, s.node, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "tessera-agent"}); err != nil {
+	n, err := s.client.CoreV1().Nodes().Patch(ctx, s.node, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "tessera-agent"})
+	if err != nil {
 		return fmt.Errorf("patch node %s: %w", s.node, err)
 	}
+	rv, _ := strconv.ParseUint(n.ResourceVersion, 10, 64)
 	s.mu.Lock()
-	s.reported, s.lastState, s.lastReason = true, state, reason
+	s.reported, s.lastState, s.lastReason, s.patchedRV = true, state, reason, rv
 	s.mu.Unlock()
 	s.log.Info("reported state", "node", s.node, "state", state, "reason", reason)
 	return nil
+}
+
+// correctDrift writes the state again when someone else changed or removed
+// the state label after the agent wrote it: the label is kept level with
+// the agent's state, not only written on changes. A cached node older than
+// the agent's own patch is not drift (the cache lags its own writes).
+func (s *KubeSource) correctDrift(ctx context.Context) {
+	s.patchMu.Lock()
+	defer s.patchMu.Unlock()
+	s.mu.Lock()
+	reported, state, reason, patched := s.reported, s.lastState, s.lastReason, s.patchedRV
+	s.mu.Unlock()
+	if !reported || patched == 0 {
+		return
+	}
+	n, err := s.getNode(ctx)
+	if err != nil {
+		return
+	}
+	rv, err := strconv.ParseUint(n.ResourceVersion, 10, 64)
+	if err != nil || rv <= patched {
+		return
+	}
+	have, ok := n.Labels[StateLabel]
+	if (state == "" && !ok) || (state != "" && have == state) {
+		return
+	}
+	s.log.Info("state label changed by someone else; writing it again", "node", s.node, "found", have, "state", state)
+	if err := s.patchState(ctx, state, reason); err != nil {
+		s.log.Warn("restore state label", "error", err)
+	}
 }

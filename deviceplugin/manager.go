@@ -41,12 +41,12 @@ func ParseListStrategy(s string) (ListStrategy, error) {
 	return "", fmt.Errorf("unknown device list strategy %q: want envvar, cdi-annotations or cdi-cri", s)
 }
 
-// DefaultIgnoredXids are the Xids caused by applications rather than the
-// GPU, which NVIDIA's device plugin also ignores: 13 (graphics engine
+// DefaultIgnoredXids returns the Xids caused by applications rather than
+// the GPU, which NVIDIA's device plugin also ignores: 13 (graphics engine
 // exception), 31 (GPU memory page fault), 43 (GPU stopped processing), 45
 // (preemptive cleanup), 68 (video processor exception), 109 (context switch
 // timeout).
-var DefaultIgnoredXids = []uint64{13, 31, 43, 45, 68, 109}
+func DefaultIgnoredXids() []uint64 { return []uint64{13, 31, 43, 45, 68, 109} }
 
 // Options configures a Manager. Zero fields take the documented defaults.
 type Options struct {
@@ -64,7 +64,7 @@ type Options struct {
 	// "nvidia.com/gpu" (names like nvidia.com/gpu=MIG-…).
 	CDIKind string
 	// IgnoredXids are Xids that do not make a device unhealthy; nil means
-	// DefaultIgnoredXids.
+	// DefaultIgnoredXids().
 	IgnoredXids []uint64
 	// KubeletPoll is how often the kubelet's socket is checked for a
 	// restart; default 1 second.
@@ -73,9 +73,10 @@ type Options struct {
 	// nil means a device hit by an Xid recovers only when it is
 	// re-created.
 	Probe func(ctx context.Context, id string) error
-	// RecoverAfter is how long after its last critical Xid an unhealthy
-	// device is probed; when the probe succeeds it is healthy again.
-	// Default 5 minutes.
+	// RecoverAfter is how long an unhealthy device must go without a
+	// further critical Xid before it is probed; when NVML then answers for
+	// it (Probe succeeds) it is healthy again, and otherwise it is probed
+	// again after another RecoverAfter. Default 5 minutes.
 	RecoverAfter time.Duration
 	// Logger receives the plugin's logs; nil discards them.
 	Logger *slog.Logger
@@ -100,7 +101,7 @@ func (o Options) withDefaults() Options {
 		o.CDIKind = "nvidia.com/gpu"
 	}
 	if o.IgnoredXids == nil {
-		o.IgnoredXids = DefaultIgnoredXids
+		o.IgnoredXids = DefaultIgnoredXids()
 	}
 	if o.KubeletPoll <= 0 {
 		o.KubeletPoll = time.Second
@@ -180,6 +181,11 @@ func (m *Manager) Run(ctx context.Context, inventories <-chan agent.Inventory, h
 		case inv, ok := <-inventories:
 			if !ok {
 				return errors.New("device plugin: the inventory subscription ended")
+			}
+			if !inv.Observed {
+				// The agent could not read the GPUs this time: keep
+				// advertising what was last seen rather than withdraw it.
+				continue
 			}
 			m.mu.Lock()
 			m.inv = inv

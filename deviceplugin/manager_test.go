@@ -53,7 +53,7 @@ func TestAffected(t *testing.T) {
 func TestHealthRules(t *testing.T) {
 	m := New(Options{})
 	m.inv = agent.Inventory{GPUs: []agent.GPU{gpuOf(0, "1g.10gb", "1g.10gb")}}
-	for _, xid := range DefaultIgnoredXids {
+	for _, xid := range DefaultIgnoredXids() {
 		m.markUnhealthy(HealthEvent{GPUIndex: 0, GPUInstanceID: -1, ComputeInstanceID: -1, Xid: xid})
 	}
 	if len(m.unhealthy) != 0 {
@@ -210,7 +210,7 @@ func TestManagerFollowsInventoryAndKubelet(t *testing.T) {
 	go func() { done <- m.Run(ctx, invs, health) }()
 	defer func() { cancel(); <-done }()
 
-	invs <- agent.Inventory{Version: 1, GPUs: []agent.GPU{gpuOf(0, "1g.10gb", "1g.10gb", "3g.40gb"), gpuOf(1)}}
+	invs <- agent.Inventory{Version: 1, Observed: true, GPUs: []agent.GPU{gpuOf(0, "1g.10gb", "1g.10gb", "3g.40gb"), gpuOf(1)}}
 	waitHealthy(t, reg, map[string]int{"nvidia.com/mig-1g.10gb": 2, "nvidia.com/mig-3g.40gb": 1, "nvidia.com/gpu": 1})
 
 	// Allocate: MIG UUIDs in NVIDIA_VISIBLE_DEVICES; unknown IDs refused.
@@ -227,7 +227,7 @@ func TestManagerFollowsInventoryAndKubelet(t *testing.T) {
 	}
 
 	// A re-layout: 1g.10gb grows, 3g.40gb disappears (withdrawn), 7g appears.
-	invs <- agent.Inventory{Version: 2, GPUs: []agent.GPU{gpuOf(0, "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb"), gpuOf(1, "7g.80gb")}}
+	invs <- agent.Inventory{Version: 2, Observed: true, GPUs: []agent.GPU{gpuOf(0, "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb"), gpuOf(1, "7g.80gb")}}
 	waitHealthy(t, reg, map[string]int{"nvidia.com/mig-1g.10gb": 4, "nvidia.com/mig-7g.80gb": 1})
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		_, err := os.Stat(filepath.Join(dir, "tessera-mig-3g.40gb.sock"))
@@ -327,5 +327,30 @@ func TestRecoveryByProbe(t *testing.T) {
 	m.probeRecovered(ctx)
 	if len(probed) != 0 {
 		t.Fatalf("re-probed %v too soon", probed)
+	}
+}
+
+// TestUnobservedInventoryKeepsDevices: when the agent cannot read the GPUs
+// (an Inventory with Observed false and no GPUs), nothing is withdrawn.
+func TestUnobservedInventoryKeepsDevices(t *testing.T) {
+	dir, err := os.MkdirTemp("", "dp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	reg := startRegistrar(t, dir)
+	m := New(Options{PluginDir: dir, KubeletPoll: 20 * time.Millisecond})
+	invs := make(chan agent.Inventory, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, invs, nil) }()
+	defer func() { cancel(); <-done }()
+	invs <- agent.Inventory{Version: 1, Observed: true, GPUs: []agent.GPU{gpuOf(0, "1g.10gb", "1g.10gb")}}
+	waitHealthy(t, reg, map[string]int{"nvidia.com/mig-1g.10gb": 2})
+	invs <- agent.Inventory{Version: 2, Observed: false}
+	time.Sleep(200 * time.Millisecond)
+	waitHealthy(t, reg, map[string]int{"nvidia.com/mig-1g.10gb": 2})
+	if res, _ := m.Resources(); len(res["nvidia.com/mig-1g.10gb"]) != 2 {
+		t.Errorf("advertised %v after an unobserved inventory", res)
 	}
 }

@@ -33,15 +33,15 @@ func TestPrefer(t *testing.T) {
 		{"without pod-resources: unoffered devices count as allocated", devices, nil, []string{"a0", "a1", "a2", "b2"}, nil, 1, []string{"b2"}, ""},
 		{"must-include first, then pack beside it", devices, map[int]int{}, []string{"a0", "a1", "b0", "b1", "b2"}, []string{"b1"}, 2, []string{"b1", "b0"}, ""},
 		{"unhealthy and unknown available IDs skipped", sick, map[int]int{1: 1}, []string{"b1", "zz", "b2", "a0"}, nil, 2, []string{"b2", "a0"}, ""},
-		{"too few", devices, map[int]int{}, []string{"a0"}, nil, 2, nil, "only 1 healthy devices available, 2 requested"},
-		{"size below must-include", devices, map[int]int{}, []string{"a0", "a1"}, []string{"a0", "a1"}, 1, nil, "smaller than the 2 devices"},
+		{"too few: the best it can, and an error", devices, map[int]int{}, []string{"a0"}, nil, 2, []string{"a0"}, "only 1 healthy devices available, 2 requested"},
+		{"size below must-include", devices, map[int]int{}, []string{"a0", "a1"}, []string{"a0", "a1"}, 1, []string{"a0", "a1"}, "smaller than the 2 devices"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := Prefer(tt.devices, tt.allocated, tt.available, tt.mustInclude, tt.size)
 			if tt.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.err) {
-					t.Fatalf("error %v, want %q", err, tt.err)
+				if err == nil || !strings.Contains(err.Error(), tt.err) || !reflect.DeepEqual(got, tt.want) {
+					t.Fatalf("got %v, error %v; want %v and %q", got, err, tt.want, tt.err)
 				}
 				return
 			}

@@ -229,7 +229,9 @@ func (s *resourceServer) GetPreferredAllocation(_ context.Context, req *pluginap
 	for _, creq := range req.ContainerRequests {
 		ids, err := Prefer(devices, allocated, creq.AvailableDeviceIDs, creq.MustIncludeDeviceIDs, int(creq.AllocationSize))
 		if err != nil {
-			return nil, status.Errorf(codes.InvalidArgument, "%s: %v", s.resource, err)
+			// An error here would fail the pod's admission; a short
+			// answer makes the kubelet choose by itself instead.
+			s.log.Warn("preferred allocation incomplete; the kubelet chooses", "error", err, "preferred", ids)
 		}
 		resp.ContainerResponses = append(resp.ContainerResponses, &pluginapi.ContainerPreferredAllocationResponse{DeviceIDs: ids})
 	}
@@ -242,10 +244,11 @@ func (s *resourceServer) GetPreferredAllocation(_ context.Context, req *pluginap
 // when it is nil, the healthy devices of this resource that are not
 // available count instead) and the devices chosen so far, lowest GPU index and then lowest placement first
 // among equals, so whole GPUs stay free for a re-layout. Unknown or
-// unhealthy available IDs are skipped.
+// unhealthy available IDs are skipped. When size devices cannot be chosen
+// it returns the best it can with an error.
 func Prefer(devices []Device, allocatedOnGPU map[int]int, available, mustInclude []string, size int) ([]string, error) {
 	if size < len(mustInclude) {
-		return nil, fmt.Errorf("allocation size %d is smaller than the %d devices that must be included", size, len(mustInclude))
+		return slices.Clone(mustInclude), fmt.Errorf("allocation size %d is smaller than the %d devices that must be included", size, len(mustInclude))
 	}
 	byID := make(map[string]Device, len(devices))
 	for _, d := range devices {
@@ -310,7 +313,7 @@ func Prefer(devices []Device, allocatedOnGPU map[int]int, available, mustInclude
 		load[d.GPUIndex]++
 	}
 	if len(out) < size {
-		return nil, fmt.Errorf("only %d healthy devices available, %d requested", len(out), size)
+		return out, fmt.Errorf("only %d healthy devices available, %d requested", len(out), size)
 	}
 	return out, nil
 }

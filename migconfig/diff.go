@@ -40,7 +40,7 @@ func Diff(m *GPUModel, current GPUState, desired GPULayout) ([]Op, error) {
 		op(Op{Kind: OpDestroyInstance, Instance: in, Busy: in.Busy})
 	}
 
-	gpuBusy := len(current.Processes) > 0
+	gpuBusy := len(current.Processes) > 0 || current.Allocated
 	if !desired.MigEnabled {
 		busy := gpuBusy
 		if current.Mig.Current {

@@ -297,6 +297,10 @@ type GPUState struct {
 	Instances []Instance `json:"instances"`
 	// Processes are PIDs running on the whole GPU (outside MIG devices).
 	Processes []uint32 `json:"processes,omitempty"`
+	// Allocated reports that the whole GPU is allocated to a pod (the
+	// kubelet's pod-resources API says so); Diff treats it like a GPU with
+	// processes.
+	Allocated bool `json:"allocated,omitempty"`
 }
 
 // NodeState is every GPU of a node, in NVML index order.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -121,7 +122,7 @@ The status is served on --status-address (loopback by default): GET /status
 	f.StringVar(&o.devicePluginDir, "device-plugin-dir", "/var/lib/kubelet/device-plugins/", "the kubelet's device-plugin folder (holds kubelet.sock)")
 	f.StringVar(&o.deviceListStrategy, "device-list-strategy", string(deviceplugin.ListEnvVar), "how a container gets its devices: envvar (NVIDIA_VISIBLE_DEVICES), cdi-annotations or cdi-cri")
 	f.StringVar(&o.cdiKind, "cdi-kind", "nvidia.com/gpu", "with a cdi-* device list strategy: the CDI vendor/class of device names")
-	f.UintSliceVar(&o.ignoredXids, "ignored-xids", toUints(deviceplugin.DefaultIgnoredXids), "Xids that do not make a slice unhealthy (application errors)")
+	f.UintSliceVar(&o.ignoredXids, "ignored-xids", toUints(deviceplugin.DefaultIgnoredXids()), "Xids that do not make a slice unhealthy (application errors)")
 	f.DurationVar(&o.recoverAfter, "health-recover-after", 5*time.Minute, "a slice hit by a critical Xid is probed through NVML this long after its last Xid, and healthy again if NVML answers")
 	f.StringVar(&o.podResources, "pod-resources-socket", podresources.DefaultSocket, `the kubelet's pod-resources socket: slices allocated to pods are never re-laid out; "" turns it off`)
 	cmd.AddCommand(newAgentStatusCommand())
@@ -184,11 +185,27 @@ func runAgent(ctx context.Context, o *agentOptions, cat *migconfig.Catalog, stde
 		return withStatus(exitUsage, fmt.Errorf("unknown --source %q: want file or kubernetes", o.source))
 	}
 
+	// Every flag is checked before anything starts.
+	var dpOpts deviceplugin.Options
+	if o.devicePlugin {
+		if dpOpts, err = o.devicePluginOptions(log); err != nil {
+			return err
+		}
+	}
+	// SIGHUP is caught from here on: its default action would end the
+	// process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	b, err := openBackend(ctx, cat, o.backend, o.simState, log)
 	if err != nil {
 		return err
 	}
+	// Every goroutine that uses the node ends before NVML shuts down.
+	var wg sync.WaitGroup
 	defer func() {
+		wg.Wait()
 		if err := b.close(); err != nil {
 			log.Error("close", "error", err)
 		}
@@ -205,35 +222,44 @@ func runAgent(ctx context.Context, o *agentOptions, cat *migconfig.Catalog, stde
 		Logger:      log,
 	})
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	defer cancel() // runs before wg.Wait: the goroutines see ctx done
 	errc := make(chan error, 3)
-	running := 1
-	go func() { errc <- a.Run(ctx) }()
-	if o.statusAddress != "" {
+	running := 0
+	start := func(f func() error) {
 		running++
-		go func() {
-			errc <- agent.ServeStatus(ctx, a, o.statusAddress, 3*o.resync+time.Minute, func(addr net.Addr) {
+		wg.Add(1)
+		go func() { defer wg.Done(); errc <- f() }()
+	}
+	background := func(f func()) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f() }()
+	}
+	start(func() error { return a.Run(ctx) })
+	if o.statusAddress != "" {
+		start(func() error {
+			return agent.ServeStatus(ctx, a, o.statusAddress, 3*o.resync+time.Minute, func(addr net.Addr) {
 				log.Info("status server", "address", addr.String())
 			})
-		}()
+		})
 	}
-	go notifySystemd(ctx, a, b, log)
+	background(func() { notifySystemd(ctx, a, b, log) })
 	sinks := []func([]string){a.SetAllocated}
 	if o.devicePlugin {
-		dp, err := startDevicePlugin(ctx, o, a, b, log, errc)
-		if err != nil {
-			return err
-		}
-		running++
+		dpOpts.Probe = b.node.ProbeDevice
+		dp := deviceplugin.New(dpOpts)
+		health := make(chan deviceplugin.HealthEvent, 64)
+		background(func() { watchHealth(ctx, b, health, log) })
+		invs, unsubscribe := a.Subscribe()
+		start(func() error {
+			defer unsubscribe()
+			return dp.Run(ctx, invs, health)
+		})
 		sinks = append(sinks, dp.SetAllocated)
 	}
 	if o.podResources != "" {
-		go watchAllocations(ctx, o.podResources, sinks, log)
+		background(func() { watchAllocations(ctx, o.podResources, sinks, log) })
 	}
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	log.Info("agent started", "node", o.nodeName, "source", o.source, "backend", o.backend, "policy", string(policy))
 	var firstErr error
 	for running > 0 {
@@ -259,34 +285,24 @@ func runAgent(ctx context.Context, o *agentOptions, cat *migconfig.Catalog, stde
 	return firstErr
 }
 
-// startDevicePlugin runs the kubelet device plugins on the agent's
-// Inventory, with NVML's Xid events as health. Its result goes to errc.
-func startDevicePlugin(ctx context.Context, o *agentOptions, a *agent.Agent, b *backend, log *slog.Logger, errc chan<- error) (*deviceplugin.Manager, error) {
+// devicePluginOptions checks the device plugin's flags.
+func (o *agentOptions) devicePluginOptions(log *slog.Logger) (deviceplugin.Options, error) {
 	strategy, err := deviceplugin.ParseStrategy(o.migStrategy)
 	if err != nil {
-		return nil, withStatus(exitUsage, err)
+		return deviceplugin.Options{}, withStatus(exitUsage, err)
 	}
 	list, err := deviceplugin.ParseListStrategy(o.deviceListStrategy)
 	if err != nil {
-		return nil, withStatus(exitUsage, err)
+		return deviceplugin.Options{}, withStatus(exitUsage, err)
 	}
 	ignored := make([]uint64, len(o.ignoredXids))
 	for i, x := range o.ignoredXids {
 		ignored[i] = uint64(x)
 	}
-	dp := deviceplugin.New(deviceplugin.Options{
+	return deviceplugin.Options{
 		Strategy: strategy, PluginDir: o.devicePluginDir, ListStrategy: list, CDIKind: o.cdiKind,
-		IgnoredXids: ignored, Logger: log.With("component", "device-plugin"),
-		Probe: b.node.ProbeDevice, RecoverAfter: o.recoverAfter,
-	})
-	health := make(chan deviceplugin.HealthEvent, 64)
-	go watchHealth(ctx, b, health, log)
-	invs, unsubscribe := a.Subscribe()
-	go func() {
-		defer unsubscribe()
-		errc <- dp.Run(ctx, invs, health)
-	}()
-	return dp, nil
+		IgnoredXids: ignored, RecoverAfter: o.recoverAfter, Logger: log.With("component", "device-plugin"),
+	}, nil
 }
 
 // watchHealth turns NVML's Xid events into health events, watching again

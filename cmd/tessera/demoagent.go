@@ -22,12 +22,12 @@ import (
 func (d *demo) demoAgent(ctx context.Context) error {
 	dir, err := os.MkdirTemp("", "tessera-demo-")
 	if err != nil {
-		return err
+		return fmt.Errorf("demo: %w", err)
 	}
 	defer os.RemoveAll(dir)
 	cfg := filepath.Join(dir, "agent.yaml")
 	if err := os.WriteFile(filepath.Join(dir, "layouts.yaml"), migconfig.DefaultLayoutFile(), 0o644); err != nil {
-		return err
+		return fmt.Errorf("demo: %w", err)
 	}
 	setConfig := func(name string) error {
 		return os.WriteFile(cfg, []byte("layouts: layouts.yaml\nconfig: "+name+"\n"), 0o644)
@@ -38,11 +38,11 @@ func (d *demo) demoAgent(ctx context.Context) error {
 
 	s, err := sim.NewFromSpec(d.cat, "h100-80gb:2")
 	if err != nil {
-		return err
+		return fmt.Errorf("demo: %w", err)
 	}
 	node, err := gpu.Open(ctx, s, gpu.Options{Catalog: d.cat, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
-		return err
+		return fmt.Errorf("demo: %w", err)
 	}
 	defer node.Close()
 	a := agent.New(node, agent.NewFileSource(cfg, 50*time.Millisecond), agent.Options{
@@ -110,7 +110,7 @@ func (d *demo) demoAgent(ctx context.Context) error {
 	if err := writeGPUTable(d, inv); err != nil {
 		return err
 	}
-	fmt.Fprintf(d.w, "\nthe kubelet now sees (device plugin, mixed strategy; before → after):\n")
+	fmt.Fprintf(d.w, "\nthe device plugin's resources for these slices (mixed strategy; before → after):\n")
 	if err := writeResources(d, before, inv); err != nil {
 		return err
 	}

@@ -206,6 +206,10 @@ func TestAgentFollowsNodeLabelAndReportsState(t *testing.T) {
 	if _, ok := other.Labels[agent.StateLabel]; ok {
 		t.Errorf("the agent of gpu-node-1 labelled gpu-node-2: %v", other.Labels)
 	}
+
+	// Someone overwrites the state label: the agent writes it back.
+	c.patchNode(t, "gpu-node-1", map[string]any{agent.StateLabel: "failed"}, nil)
+	c.waitState(t, "gpu-node-1", "success")
 }
 
 func TestAgentInvalidLabelFailsAndChangesNothing(t *testing.T) {
