@@ -120,7 +120,8 @@ type Agent struct {
 	passStarted time.Time // when the pass in progress began; zero between passes
 	running     bool
 
-	allocated map[string]bool // device IDs the kubelet allocated to pods; guarded by mu
+	allocated map[string]bool   // device IDs the kubelet allocated to pods; guarded by mu
+	unhealthy map[string]string // device ID → why it is unhealthy; guarded by mu
 
 	// Owned by the Run goroutine.
 	desired     *Desired
@@ -177,6 +178,28 @@ func (a *Agent) SetAllocated(ids []string) {
 	if !same {
 		a.Trigger()
 	}
+}
+
+// SetUnhealthy tells the agent which devices (MIG device or GPU UUIDs)
+// are unhealthy and why, as the device plugin's health watcher finds from
+// NVML's Xid events; the Inventory's slices show it. A change triggers a
+// pass.
+func (a *Agent) SetUnhealthy(reasons map[string]string) {
+	set := maps.Clone(reasons)
+	a.mu.Lock()
+	same := maps.Equal(set, a.unhealthy)
+	a.unhealthy = set
+	a.mu.Unlock()
+	if !same {
+		a.Trigger()
+	}
+}
+
+// health returns the current unhealthy set.
+func (a *Agent) health() map[string]string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.unhealthy
 }
 
 // markAllocated marks the observed instances that hold an allocated device
@@ -384,7 +407,7 @@ func (a *Agent) pass(ctx context.Context) time.Duration {
 	inv.Observed = true
 	allocated := a.markAllocated(&state)
 	inv.Notes = hopperNotes(a.cat, state)
-	inv.GPUs = buildGPUs(a.cat, state, nil, allocated)
+	inv.GPUs = buildGPUs(a.cat, state, nil, allocated, a.health())
 
 	d := a.desired
 	if d == nil || d.empty() {
@@ -416,7 +439,7 @@ func (a *Agent) pass(ctx context.Context) time.Duration {
 		log.Error("desired layout refused before any change", "source", d.Source, "config", d.Config, "error", err)
 		return a.opts.Resync
 	}
-	inv.GPUs = buildGPUs(a.cat, state, layouts, allocated)
+	inv.GPUs = buildGPUs(a.cat, state, layouts, allocated, a.health())
 	ops, err := migconfig.DiffNode(a.cat, state, layouts)
 	if err != nil {
 		inv.State, inv.Reason, inv.LastError = StateFailed, "the desired layout cannot be applied to this node", err.Error()
@@ -485,7 +508,7 @@ func (a *Agent) pass(ctx context.Context) time.Duration {
 		state = after
 		allocated = a.markAllocated(&state)
 		inv.ObservedAt = a.opts.Now()
-		inv.GPUs = buildGPUs(a.cat, state, layouts, allocated)
+		inv.GPUs = buildGPUs(a.cat, state, layouts, allocated, a.health())
 		inv.Notes = append(hopperNotes(a.cat, state), notes...)
 	} else if applyErr == nil {
 		applyErr = fmt.Errorf("snapshot after apply: %w", err)

@@ -570,3 +570,20 @@ func TestAgentKeepsAWholeGPUAllocatedToAPod(t *testing.T) {
 	a.SetAllocated(nil)
 	waitFor(t, a, "applied once the pod left", stateIs(StateSuccess, "all-7g"))
 }
+
+func TestAgentShowsUnhealthySlices(t *testing.T) {
+	_, node := simNode(t, "h100-80gb", 1)
+	src := make(chanSource, 1)
+	a := New(node, src, fastOptions())
+	running(t, a)
+	src <- named(t, "all-balanced")
+	inv := waitFor(t, a, "applied", stateIs(StateSuccess, "all-balanced"))
+	sick := inv.GPUs[0].Slices[1].UUID
+	a.SetUnhealthy(map[string]string{sick: "Xid 94"})
+	inv = waitFor(t, a, "unhealthy slice", func(inv Inventory) bool { return !inv.GPUs[0].Slices[1].Healthy })
+	if inv.GPUs[0].Slices[1].Unhealthy != "Xid 94" || !inv.GPUs[0].Slices[0].Healthy {
+		t.Errorf("slices %+v", inv.GPUs[0].Slices)
+	}
+	a.SetUnhealthy(nil)
+	waitFor(t, a, "healthy again", func(inv Inventory) bool { return inv.GPUs[0].Slices[1].Healthy })
+}

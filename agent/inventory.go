@@ -167,10 +167,11 @@ type Slice struct {
 	Allocated bool `json:"allocated,omitempty"`
 	// Processes are the PIDs on the MIG device.
 	Processes []uint32 `json:"processes,omitempty"`
-	// Healthy reports the slice fit to run work. The agent marks every
-	// slice it observes healthy; health events (Xids) are applied by the
-	// device plugin's health watcher.
+	// Healthy reports the slice fit to run work: false once a critical
+	// Xid hit it (see Agent.SetUnhealthy), until it recovers.
 	Healthy bool `json:"healthy"`
+	// Unhealthy says why the slice is unhealthy ("Xid 94").
+	Unhealthy string `json:"unhealthy,omitempty"`
 }
 
 // Slices returns every slice of the node, in GPU and placement order.
@@ -193,9 +194,10 @@ func (inv Inventory) InSync() bool {
 }
 
 // buildGPUs turns an observation and the desired layouts into the GPUs of
-// an Inventory. The model catalog names profiles; desired and allocated
-// (device IDs the kubelet allocated to pods) may be nil.
-func buildGPUs(cat *migconfig.Catalog, node migconfig.NodeState, desired map[int]migconfig.GPULayout, allocated map[string]bool) []GPU {
+// an Inventory. The model catalog names profiles; desired, allocated
+// (device IDs the kubelet allocated to pods) and unhealthy (device ID →
+// reason) may be nil.
+func buildGPUs(cat *migconfig.Catalog, node migconfig.NodeState, desired map[int]migconfig.GPULayout, allocated map[string]bool, unhealthy map[string]string) []GPU {
 	out := make([]GPU, 0, len(node.GPUs))
 	for _, g := range node.GPUs {
 		m, known := cat.Lookup(g)
@@ -216,7 +218,11 @@ func buildGPUs(cat *migconfig.Catalog, node migconfig.NodeState, desired map[int
 			v.Applied = layoutString(m, migconfig.GPULayout{MigEnabled: g.Mig.Current, Instances: g.Instances})
 			v.Slices = slicesOf(m, g)
 			for i := range v.Slices {
-				v.Slices[i].Allocated = allocated[v.Slices[i].UUID]
+				sl := &v.Slices[i]
+				sl.Allocated = allocated[sl.UUID]
+				if reason, bad := unhealthy[sl.UUID]; bad {
+					sl.Healthy, sl.Unhealthy = false, reason
+				}
 			}
 		} else {
 			v.Applied = fmt.Sprintf("%d instances", len(g.Instances))

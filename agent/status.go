@@ -172,7 +172,7 @@ func WriteStatus(w io.Writer, inv Inventory) error {
 			}
 			healthy := "yes"
 			if !s.Healthy {
-				healthy = "no"
+				healthy = "no (" + s.Unhealthy + ")"
 			}
 			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", s.UUID, s.GPUIndex, s.Profile, s.Placement, busy, healthy)
 		}

@@ -78,6 +78,9 @@ type Options struct {
 	// it (Probe succeeds) it is healthy again, and otherwise it is probed
 	// again after another RecoverAfter. Default 5 minutes.
 	RecoverAfter time.Duration
+	// OnHealth, when set, receives the unhealthy devices (ID → reason)
+	// after every change, so the agent's Inventory can show them.
+	OnHealth func(map[string]string)
 	// Logger receives the plugin's logs; nil discards them.
 	Logger *slog.Logger
 	// Now returns the current time; nil means time.Now.
@@ -189,13 +192,19 @@ func (m *Manager) Run(ctx context.Context, inventories <-chan agent.Inventory, h
 			}
 			m.mu.Lock()
 			m.inv = inv
-			m.forgetGone()
+			forgot := m.forgetGone()
 			m.mu.Unlock()
+			if forgot {
+				m.reportHealth()
+			}
 		case ev := <-health:
 			m.markUnhealthy(ev)
+			m.reportHealth()
 		case <-m.kick:
 		case <-ticker.C:
-			m.probeRecovered(ctx)
+			if m.probeRecovered(ctx) {
+				m.reportHealth()
+			}
 			if id := m.kubeletID(); id != kubelet {
 				kubelet = id
 				if id != "" {
@@ -354,7 +363,8 @@ func affected(inv agent.Inventory, ev HealthEvent) []string {
 
 // forgetGone drops the health of devices no longer on the node: a slice
 // that is destroyed and created again comes back with a new UUID, healthy.
-func (m *Manager) forgetGone() {
+func (m *Manager) forgetGone() bool {
+	forgot := false
 	present := map[string]bool{}
 	for _, g := range m.inv.GPUs {
 		present[g.UUID] = true
@@ -366,16 +376,30 @@ func (m *Manager) forgetGone() {
 		if !present[id] {
 			delete(m.unhealthy, id)
 			delete(m.lastXid, id)
+			forgot = true
 		}
 	}
+	return forgot
+}
+
+// reportHealth hands the unhealthy set to Options.OnHealth.
+func (m *Manager) reportHealth() {
+	if m.opts.OnHealth == nil {
+		return
+	}
+	m.mu.Lock()
+	set := maps.Clone(m.unhealthy)
+	m.mu.Unlock()
+	m.opts.OnHealth(set)
 }
 
 // probeRecovered probes the devices whose last Xid is RecoverAfter old
-// and marks those that answer healthy again.
-func (m *Manager) probeRecovered(ctx context.Context) {
+// and marks those that answer healthy again; it reports whether any did.
+func (m *Manager) probeRecovered(ctx context.Context) bool {
 	if m.opts.Probe == nil {
-		return
+		return false
 	}
+	recovered := false
 	m.mu.Lock()
 	var due []string
 	now := m.opts.Now()
@@ -395,7 +419,9 @@ func (m *Manager) probeRecovered(ctx context.Context) {
 			continue
 		}
 		m.SetHealthy(id)
+		recovered = true
 	}
+	return recovered
 }
 
 // SetHealthy marks a device healthy again (NVML reported it recovered);

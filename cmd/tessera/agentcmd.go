@@ -246,6 +246,7 @@ func runAgent(ctx context.Context, o *agentOptions, cat *migconfig.Catalog, stde
 	sinks := []func([]string){a.SetAllocated}
 	if o.devicePlugin {
 		dpOpts.Probe = b.node.ProbeDevice
+		dpOpts.OnHealth = a.SetUnhealthy
 		dp := deviceplugin.New(dpOpts)
 		health := make(chan deviceplugin.HealthEvent, 64)
 		background(func() { watchHealth(ctx, b, health, log) })
