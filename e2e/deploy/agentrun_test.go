@@ -1,7 +1,6 @@
 package deploy_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,6 +24,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/tessera-gpu/tessera/agent"
+	"github.com/tessera-gpu/tessera/e2e/internal/e2etest"
 	"github.com/tessera-gpu/tessera/e2e/kubeenv"
 )
 
@@ -131,13 +130,13 @@ func TestAgentRunsWithDaemonSetSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := &agentLog{addr: make(chan string, 1)}
+	log := e2etest.NewAgentLog()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
 	go func() {
-		log.read(stderr)
+		log.Read(stderr)
 		exited <- cmd.Wait()
 	}()
 	stopped := false
@@ -153,7 +152,7 @@ func TestAgentRunsWithDaemonSetSettings(t *testing.T) {
 
 	var addr string
 	select {
-	case addr = <-log.addr:
+	case addr = <-log.Addr:
 	case err := <-exited:
 		stopped = true
 		t.Fatalf("the agent exited: %v", err)
@@ -172,7 +171,7 @@ func TestAgentRunsWithDaemonSetSettings(t *testing.T) {
 			}
 			last = fmt.Sprintf("state %q, reason %q", n.Labels[agent.StateLabel], n.Annotations[agent.ReasonAnnotation])
 			if n.Labels[agent.StateLabel] == string(agent.StateSuccess) {
-				inv := getStatus(t, addr)
+				inv := e2etest.Status(t, addr)
 				if inv.Desired != nil && inv.Desired.Config == config && len(inv.Slices()) == slices && len(inv.GPUs) == 2 {
 					return
 				}
@@ -233,7 +232,7 @@ func buildTessera(t *testing.T, dir string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/tessera")
-	cmd.Dir = repoRoot(t)
+	cmd.Dir = e2etest.RepoRoot(t)
 	cmd.Env = os.Environ()
 	if os.Getenv("CGO_CFLAGS") == "" {
 		// As the Makefile: NVML's header declares deprecated functions.
@@ -293,53 +292,6 @@ func httpGet(t *testing.T, url string) (string, int) {
 		t.Fatalf("GET %s: %v", url, err)
 	}
 	return string(body), resp.StatusCode
-}
-
-func getStatus(t *testing.T, addr string) agent.Inventory {
-	t.Helper()
-	body, code := httpGet(t, "http://"+addr+"/status")
-	if code != http.StatusOK {
-		t.Fatalf("GET /status: %d %s", code, body)
-	}
-	var inv agent.Inventory
-	if err := json.Unmarshal([]byte(body), &inv); err != nil {
-		t.Fatalf("GET /status: %v", err)
-	}
-	return inv
-}
-
-// agentLog collects the agent's stderr and reports the status server's
-// address from its JSON log line.
-type agentLog struct {
-	mu   sync.Mutex
-	buf  strings.Builder
-	addr chan string
-}
-
-func (l *agentLog) read(r io.Reader) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		l.mu.Lock()
-		l.buf.WriteString(line + "\n")
-		l.mu.Unlock()
-		var m map[string]any
-		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "status server" {
-			if a, ok := m["address"].(string); ok {
-				select {
-				case l.addr <- a:
-				default:
-				}
-			}
-		}
-	}
-}
-
-func (l *agentLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
 
 // writeKubeconfig writes a kubeconfig for cfg's bearer token.

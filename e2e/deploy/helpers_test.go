@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -21,11 +20,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
+	"github.com/tessera-gpu/tessera/e2e/internal/e2etest"
 	"github.com/tessera-gpu/tessera/e2e/kubeenv"
 )
-
-// The module path that marks the repository root.
-const productModule = "github.com/tessera-gpu/tessera"
 
 // The names deploy/agent gives its objects.
 const (
@@ -33,44 +30,6 @@ const (
 	agentName   = "tessera-agent"
 	layoutsName = "tessera-layouts"
 )
-
-// repoRoot returns the repository root: $TESSERA_REPO when set, else the
-// nearest folder above the test's working directory whose go.mod declares
-// the product module.
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	if dir := os.Getenv("TESSERA_REPO"); dir != "" {
-		if !isProductRoot(dir) {
-			t.Fatalf("TESSERA_REPO=%s: no go.mod declaring module %s there", dir, productModule)
-		}
-		return dir
-	}
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatalf("working directory: %v", err)
-	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		if isProductRoot(dir) {
-			return dir
-		}
-		if filepath.Dir(dir) == dir {
-			t.Fatalf("no folder above %s has a go.mod declaring module %s; set TESSERA_REPO to the repository root", wd, productModule)
-		}
-	}
-}
-
-func isProductRoot(dir string) bool {
-	data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) == 2 && f[0] == "module" {
-			return f[1] == productModule
-		}
-	}
-	return false
-}
 
 // kubectlPath returns the pinned kubectl that e2e/scripts/components.sh
 // builds (Debian's is too old for the kustomize features used here).
@@ -105,7 +64,7 @@ func render(t testing.TB, dir string) []byte {
 // renderAgent renders deploy/agent.
 func renderAgent(t testing.TB) []byte {
 	t.Helper()
-	return render(t, filepath.Join(repoRoot(t), "deploy", "agent"))
+	return render(t, filepath.Join(e2etest.RepoRoot(t), "deploy", "agent"))
 }
 
 // decode splits a YAML stream into objects.

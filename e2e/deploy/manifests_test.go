@@ -19,6 +19,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/tessera-gpu/tessera/agent"
+	"github.com/tessera-gpu/tessera/e2e/internal/e2etest"
 	"github.com/tessera-gpu/tessera/migconfig"
 )
 
@@ -26,7 +27,7 @@ import (
 // copy kustomize turns into the layouts ConfigMap, has drifted from
 // migconfig/config-default.yaml, the file Tessera embeds.
 func TestLayoutsCopyMatchesDefault(t *testing.T) {
-	root := repoRoot(t)
+	root := e2etest.RepoRoot(t)
 	want, err := os.ReadFile(filepath.Join(root, "migconfig", "config-default.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -300,7 +301,7 @@ func portIs(p intstr.IntOrString, port corev1.ContainerPort) bool {
 // different node selector, the user's own layouts ConfigMap — on top of
 // deploy/agent, so the documented way of changing them keeps working.
 func TestREADMEOverlays(t *testing.T) {
-	root := repoRoot(t)
+	root := e2etest.RepoRoot(t)
 	readme, err := os.ReadFile(filepath.Join(root, "deploy", "README.md"))
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/tessera-gpu/tessera/agent"
+	"github.com/tessera-gpu/tessera/e2e/internal/e2etest"
 	"github.com/tessera-gpu/tessera/e2e/kubeenv"
 )
 
@@ -167,7 +168,7 @@ func TestServiceAccountIsEnoughAndNoMore(t *testing.T) {
 	// The agent's own code, agent.KubeSource, with that client: its
 	// informer lists and watches the node, and Report patches the state.
 	src, err := agent.NewKubeSource(sa, nodeName, agent.KubeSourceOptions{
-		LayoutsPath: filepath.Join(repoRoot(t), "deploy", "agent", "config.yaml"),
+		LayoutsPath: filepath.Join(e2etest.RepoRoot(t), "deploy", "agent", "config.yaml"),
 		Poll:        100 * time.Millisecond,
 	})
 	if err != nil {

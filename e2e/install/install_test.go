@@ -5,63 +5,20 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tessera-gpu/tessera/agent"
+	"github.com/tessera-gpu/tessera/e2e/internal/e2etest"
 	"github.com/tessera-gpu/tessera/migconfig"
 )
-
-// The module path that marks the repository root.
-const productModule = "github.com/tessera-gpu/tessera"
-
-// repoRoot returns the repository root: $TESSERA_REPO when set, else the
-// nearest folder above the test's working directory whose go.mod declares
-// the product module.
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	if dir := os.Getenv("TESSERA_REPO"); dir != "" {
-		if !isProductRoot(dir) {
-			t.Fatalf("TESSERA_REPO=%s: no go.mod declaring module %s there", dir, productModule)
-		}
-		return dir
-	}
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatalf("working directory: %v", err)
-	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		if isProductRoot(dir) {
-			return dir
-		}
-		if filepath.Dir(dir) == dir {
-			t.Fatalf("no folder above %s has a go.mod declaring module %s; set TESSERA_REPO to the repository root", wd, productModule)
-		}
-	}
-}
-
-func isProductRoot(dir string) bool {
-	data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) == 2 && f[0] == "module" {
-			return f[1] == productModule
-		}
-	}
-	return false
-}
 
 // installed is where one `make install` put things.
 type installed struct {
@@ -85,7 +42,7 @@ func makeInstall(t *testing.T, root string) installed {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	// As the README says: build as the user, then install.
-	cmd := exec.CommandContext(ctx, "make", "-C", repoRoot(t), "build", "install",
+	cmd := exec.CommandContext(ctx, "make", "-C", e2etest.RepoRoot(t), "build", "install",
 		"PREFIX="+filepath.Join(root, "usr", "local"),
 		"SYSCONFDIR="+filepath.Join(root, "etc"),
 		"UNITDIR="+filepath.Join(root, "systemd"),
@@ -298,13 +255,13 @@ func TestInstalledAgentStartsAsTheUnitSays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := &agentLog{addr: make(chan string, 1)}
+	log := e2etest.NewAgentLog()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
 	go func() {
-		log.read(stderr)
+		log.Read(stderr)
 		exited <- cmd.Wait()
 	}()
 	stopped := false
@@ -340,11 +297,11 @@ func TestInstalledAgentStartsAsTheUnitSays(t *testing.T) {
 	t.Logf("READY=1 after %v", time.Since(start).Round(time.Millisecond))
 	var addr string
 	select {
-	case addr = <-log.addr:
+	case addr = <-log.Addr:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the agent logged no status server address")
 	}
-	if inv := getStatus(t, addr); inv.State != agent.StateNone || inv.Desired != nil && inv.Desired.Config != "" || len(inv.Slices()) != 0 {
+	if inv := e2etest.Status(t, addr); inv.State != agent.StateNone || inv.Desired != nil && inv.Desired.Config != "" || len(inv.Slices()) != 0 {
 		t.Errorf("with the installed agent.yaml the agent should only observe; state %q, desired %+v, %d slices", inv.State, inv.Desired, len(inv.Slices()))
 	}
 
@@ -368,7 +325,7 @@ func TestInstalledAgentStartsAsTheUnitSays(t *testing.T) {
 	start = time.Now()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		inv := getStatus(t, addr)
+		inv := e2etest.Status(t, addr)
 		if inv.State == agent.StateSuccess && inv.Desired != nil && inv.Desired.Config == "all-balanced" && len(inv.Slices()) == 4 {
 			break
 		}
@@ -472,57 +429,4 @@ func splitEnvironment(t *testing.T, v string) []string {
 		v = rest
 	}
 	return out
-}
-
-func getStatus(t *testing.T, addr string) agent.Inventory {
-	t.Helper()
-	client := &http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Get("http://" + addr + "/status")
-	if err != nil {
-		t.Fatalf("GET /status: %v", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /status: %v %d %s", err, resp.StatusCode, body)
-	}
-	var inv agent.Inventory
-	if err := json.Unmarshal(body, &inv); err != nil {
-		t.Fatalf("GET /status: %v", err)
-	}
-	return inv
-}
-
-// agentLog collects the agent's stderr and reports the status server's
-// address from its JSON log line.
-type agentLog struct {
-	mu   sync.Mutex
-	buf  strings.Builder
-	addr chan string
-}
-
-func (l *agentLog) read(r io.Reader) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		l.mu.Lock()
-		l.buf.WriteString(line + "\n")
-		l.mu.Unlock()
-		var m map[string]any
-		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "status server" {
-			if a, ok := m["address"].(string); ok {
-				select {
-				case l.addr <- a:
-				default:
-				}
-			}
-		}
-	}
-}
-
-func (l *agentLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
