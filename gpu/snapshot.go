@@ -33,7 +33,7 @@ func (n *Node) Snapshot(ctx context.Context) (migconfig.NodeState, error) {
 		if err != nil {
 			return migconfig.NodeState{}, fmt.Errorf("gpu: snapshot: %w", err)
 		}
-		gs, err := n.readGPU(g)
+		gs, err := n.readGPU(g, nil)
 		if err != nil {
 			return migconfig.NodeState{}, fmt.Errorf("gpu: snapshot: %w", err)
 		}
@@ -42,8 +42,9 @@ func (n *Node) Snapshot(ctx context.Context) (migconfig.NodeState, error) {
 	return state, nil
 }
 
-// readGPU reads one GPU's state.
-func (n *Node) readGPU(g *gpuDevice) (migconfig.GPUState, error) {
+// readGPU reads one GPU's state. When migMemory is not nil, each MIG
+// device's memory is added to it by UUID.
+func (n *Node) readGPU(g *gpuDevice, migMemory map[string]MemoryUse) (migconfig.GPUState, error) {
 	gs := migconfig.GPUState{
 		Index:       g.index,
 		UUID:        g.uuid,
@@ -86,7 +87,10 @@ func (n *Node) readGPU(g *gpuDevice) (migconfig.GPUState, error) {
 				if !ok {
 					continue
 				}
-				ci.UUID, ci.MemoryMiB, ci.Processes = md.uuid, md.memoryMiB, md.pids
+				ci.UUID, ci.MemoryMiB, ci.Processes = md.uuid, int(md.mem.Total>>20), md.pids
+				if migMemory != nil && md.memKnown {
+					migMemory[md.uuid] = md.mem
+				}
 				for _, pid := range md.pids {
 					migPIDs[pid] = true
 				}
@@ -252,9 +256,12 @@ type giCI struct{ gi, ci int }
 
 // migDevice is what a MIG device handle reports.
 type migDevice struct {
-	uuid      string
-	memoryMiB int
-	pids      []uint32
+	uuid string
+	// mem is the MIG device's memory; memKnown is false when NVML does
+	// not report it.
+	mem      MemoryUse
+	memKnown bool
+	pids     []uint32
 }
 
 // readMigDevices walks the GPU's MIG device handles, skipping holes, and
@@ -288,7 +295,7 @@ func readMigDevices(g *gpuDevice) (map[giCI]migDevice, error) {
 		mem, ret := mig.GetMemoryInfo()
 		switch ret {
 		case nvml.SUCCESS:
-			md.memoryMiB = int(mem.Total >> 20)
+			md.mem, md.memKnown = MemoryUse{Total: mem.Total, Used: mem.Used}, true
 		case nvml.ERROR_NOT_SUPPORTED:
 		default:
 			return nil, fmt.Errorf("%s: MIG device %s: %w", g.label(), md.uuid, callErr("GetMemoryInfo", ret))

@@ -31,6 +31,9 @@ type gpu struct {
 	migSlots []*computeInstance
 
 	handle *device
+
+	// telemetry is what NVML's monitoring calls report (SetTelemetry).
+	telemetry Telemetry
 }
 
 func newGPU(n *Node, index int, m *migconfig.GPUModel) *gpu {
@@ -40,6 +43,8 @@ func newGPU(n *Node, index int, m *migconfig.GPUModel) *gpu {
 		model: m,
 		uuid:  gpuUUID(n.opts.seed, index),
 		gis:   map[int]*gpuInstance{},
+
+		telemetry: IdleTelemetry(),
 	}
 	poolSize := 2*m.MemorySlices - 1
 	g.giPool = shuffledIDs(poolSize, mix(n.opts.seed, uint64(index), 0x6769))

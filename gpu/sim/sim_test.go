@@ -1073,11 +1073,14 @@ func TestDevicesAndLibrary(t *testing.T) {
 	if fwd, r := n.DeviceGetName(d); fwd != name || r != nvml.SUCCESS {
 		t.Fatalf("DeviceGetName: %q %v", fwd, r)
 	}
-	if _, r := n.DeviceGetPowerUsage(d); r != nvml.ERROR_NOT_SUPPORTED {
-		t.Fatalf("DeviceGetPowerUsage: %v", r)
+	if _, r := n.DeviceGetFanSpeed(d); r != nvml.ERROR_NOT_SUPPORTED {
+		t.Fatalf("DeviceGetFanSpeed: %v", r)
 	}
-	if _, r := d.GetPowerUsage(); r != nvml.ERROR_NOT_SUPPORTED {
-		t.Fatalf("GetPowerUsage: %v", r)
+	if _, r := d.GetFanSpeed(); r != nvml.ERROR_NOT_SUPPORTED {
+		t.Fatalf("GetFanSpeed: %v", r)
+	}
+	if mw, r := n.DeviceGetPowerUsage(d); r != nvml.SUCCESS || mw != IdleTelemetry().PowerMilliwatts {
+		t.Fatalf("DeviceGetPowerUsage (simulated): %d %v", mw, r)
 	}
 	if _, r := n.GetExcludedDeviceCount(); r != nvml.ERROR_NOT_SUPPORTED {
 		t.Fatalf("GetExcludedDeviceCount: %v", r)
@@ -1385,5 +1388,52 @@ func TestConcurrentUse(t *testing.T) {
 	wg.Wait()
 	if got := n.DestroyedInstances(); got != 8*20*7 {
 		t.Fatalf("DestroyedInstances = %d", got)
+	}
+}
+
+func TestTelemetryCalls(t *testing.T) {
+	n := New(model(t, "h100-80gb"), 2)
+	if err := n.SetTelemetry(1, Telemetry{UtilizationPercent: 55, MemoryUtilizationPercent: 20, PowerMilliwatts: 250_000, TemperatureC: 58, SMClockMHz: 1755, ECCCorrected: 7, ECCUncorrected: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.SetTelemetry(2, Telemetry{}); err == nil {
+		t.Fatal("SetTelemetry on a missing GPU succeeded")
+	}
+	n.Init()
+	defer n.Shutdown()
+	d, _ := n.DeviceGetHandleByIndex(1)
+	if u, r := d.GetUtilizationRates(); r != nvml.SUCCESS || u.Gpu != 55 || u.Memory != 20 {
+		t.Fatalf("GetUtilizationRates = %+v %v", u, r)
+	}
+	if v, r := d.GetTemperature(nvml.TEMPERATURE_GPU); r != nvml.SUCCESS || v != 58 {
+		t.Fatalf("GetTemperature = %d %v", v, r)
+	}
+	if v, r := d.GetClockInfo(nvml.CLOCK_SM); r != nvml.SUCCESS || v != 1755 {
+		t.Fatalf("GetClockInfo(SM) = %d %v", v, r)
+	}
+	if _, r := d.GetClockInfo(nvml.CLOCK_MEM); r != nvml.ERROR_NOT_SUPPORTED {
+		t.Fatalf("GetClockInfo(MEM) = %v, want not supported", r)
+	}
+	if v, r := d.GetTotalEccErrors(nvml.MEMORY_ERROR_TYPE_UNCORRECTED, nvml.VOLATILE_ECC); r != nvml.SUCCESS || v != 2 {
+		t.Fatalf("GetTotalEccErrors(uncorrected) = %d %v", v, r)
+	}
+	if _, r := d.GetTotalEccErrors(nvml.MEMORY_ERROR_TYPE_CORRECTED, nvml.AGGREGATE_ECC); r != nvml.ERROR_NOT_SUPPORTED {
+		t.Fatalf("aggregate ECC = %v, want not supported", r)
+	}
+	// NVML does not measure utilisation of a GPU in MIG mode.
+	if _, r := d.SetMigMode(nvml.DEVICE_MIG_ENABLE); r != nvml.SUCCESS {
+		t.Fatalf("SetMigMode: %v", r)
+	}
+	if _, r := d.GetUtilizationRates(); r != nvml.ERROR_NOT_SUPPORTED {
+		t.Fatalf("GetUtilizationRates under MIG = %v, want not supported", r)
+	}
+	if mw, r := d.GetPowerUsage(); r != nvml.SUCCESS || mw != 250_000 {
+		t.Fatalf("GetPowerUsage under MIG = %d %v", mw, r)
+	}
+	if err := n.SetTelemetry(1, Telemetry{ECCDisabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, r := d.GetTotalEccErrors(nvml.MEMORY_ERROR_TYPE_CORRECTED, nvml.VOLATILE_ECC); r != nvml.ERROR_NOT_SUPPORTED {
+		t.Fatalf("ECC disabled: %v, want not supported", r)
 	}
 }
