@@ -260,20 +260,12 @@ func layoutString(m *migconfig.GPUModel, l migconfig.GPULayout) string {
 func slicesOf(m *migconfig.GPUModel, g migconfig.GPUState) []Slice {
 	var out []Slice
 	for _, in := range g.Instances {
-		name := fmt.Sprintf("profile-%d", in.Profile)
-		var slices int
-		if p, ok := m.ProfileByID(in.Profile); ok {
-			name, slices = p.Name, p.ComputeSlices
-		}
 		for _, ci := range in.ComputeInstances {
-			profile := name
-			if ci.Slices > 0 && slices > 0 && ci.Slices < slices {
-				profile = fmt.Sprintf("%dc.%s", ci.Slices, name)
-			}
+			profile, giProfile := migconfig.SliceNames(m, in, ci)
 			out = append(out, Slice{
 				UUID:               ci.UUID,
 				Profile:            profile,
-				GPUInstanceProfile: name,
+				GPUInstanceProfile: giProfile,
 				ProfileID:          in.Profile,
 				Placement:          in.Placement,
 				GPUIndex:           g.Index,

@@ -230,3 +230,23 @@ func profileByDeviceName(m *GPUModel, d DeviceName) (*Profile, bool) {
 	}
 	return nil, false
 }
+
+// SliceNames names a MIG device (compute instance ci of GPU instance in on
+// a GPU of model m) the way NVIDIA's device plugin does: profile is the
+// GPU-instance profile ("1g.10gb", "1g.10gb+me"), prefixed by the compute
+// slices when the instance is split ("1c.3g.40gb"); giProfile is the GPU
+// instance's profile. A profile the model lacks is named "profile-<ID>".
+func SliceNames(m *GPUModel, in Instance, ci ComputeInstance) (profile, giProfile string) {
+	giProfile = fmt.Sprintf("profile-%d", in.Profile)
+	var slices int
+	if m != nil {
+		if p, ok := m.ProfileByID(in.Profile); ok {
+			giProfile, slices = p.Name, p.ComputeSlices
+		}
+	}
+	profile = giProfile
+	if ci.Slices > 0 && slices > 0 && ci.Slices < slices {
+		profile = fmt.Sprintf("%dc.%s", ci.Slices, giProfile)
+	}
+	return profile, giProfile
+}
