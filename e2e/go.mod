@@ -1,6 +1,6 @@
 module github.com/tessera-gpu/tessera/e2e
 
-go 1.26.0
+go 1.26.7
 
 require (
 	github.com/tessera-gpu/tessera v0.0.0-00010101000000-000000000000
@@ -31,7 +31,7 @@ require (
 	github.com/spf13/pflag v1.0.9 // indirect
 	github.com/x448/float16 v0.8.4 // indirect
 	go.yaml.in/yaml/v2 v2.4.3 // indirect
-	go.yaml.in/yaml/v3 v3.0.4 // indirect
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/oauth2 v0.36.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect

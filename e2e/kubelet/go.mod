@@ -5,7 +5,7 @@
 // go.mod.
 module github.com/tessera-gpu/tessera/e2e/kubelet
 
-go 1.26.0
+go 1.26.7
 
 require (
 	github.com/tessera-gpu/tessera v0.0.0-00010101000000-000000000000
@@ -79,7 +79,7 @@ require (
 	go.opentelemetry.io/otel/trace v1.41.0 // indirect
 	go.opentelemetry.io/proto/otlp v1.5.0 // indirect
 	go.yaml.in/yaml/v2 v2.4.3 // indirect
-	go.yaml.in/yaml/v3 v3.0.4 // indirect
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/exp v0.0.0-20240719175910-8a7402abbf56 // indirect
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/oauth2 v0.36.0 // indirect
