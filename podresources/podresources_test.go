@@ -2,45 +2,20 @@ package podresources
 
 import (
 	"context"
-	"net"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	podresourcesapi "k8s.io/kubelet/pkg/apis/podresources/v1"
+
+	"github.com/tessera-gpu/tessera/podresources/podresourcestest"
 )
-
-// lister serves a fixed List answer on the real v1 gRPC API.
-type lister struct {
-	podresourcesapi.UnimplementedPodResourcesListerServer
-	resp *podresourcesapi.ListPodResourcesResponse
-}
-
-func (l *lister) List(context.Context, *podresourcesapi.ListPodResourcesRequest) (*podresourcesapi.ListPodResourcesResponse, error) {
-	return l.resp, nil
-}
 
 func serve(t *testing.T, resp *podresourcesapi.ListPodResourcesResponse) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "pr")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "kubelet.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	podresourcesapi.RegisterPodResourcesListerServer(srv, &lister{resp: resp})
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(srv.Stop)
-	return sock
+	return podresourcestest.Serve(t, resp).Socket
 }
 
 func TestList(t *testing.T) {
