@@ -51,7 +51,7 @@ type Collector struct {
 
 	// readMu serializes readings; a scrape that waited for another one
 	// uses its result.
-	readMu   sync.Mutex
+	readMu  sync.Mutex
 	cached  reading
 	lastErr string
 
@@ -71,10 +71,10 @@ type reading struct {
 }
 
 type xidKey struct {
-	gpu     int
-	uuid    string
-	xid     uint64
-	gi      int
+	gpu  int
+	uuid string
+	xid  uint64
+	gi   int
 }
 
 // NewCollector returns a collector reading r.
