@@ -18,7 +18,7 @@ E2E_COMPONENTS := GO="$(GO)" $(CURDIR)/e2e/scripts/components.sh
 # NVML's cgo header declares deprecated functions; their warnings are noise.
 export CGO_CFLAGS ?= -O2 -Wno-deprecated-declarations
 
-.PHONY: all build test test-unit test-e2e e2e-components install demo bench lint fmt fuzz clean help
+.PHONY: all build build-dcgm test test-unit test-e2e e2e-components install demo bench lint fmt fuzz clean help
 
 all: build
 
@@ -28,10 +28,15 @@ help: ## list the targets
 build: ## build bin/tessera
 	$(GO) build -o $(BIN)/tessera ./cmd/tessera
 
+build-dcgm: ## build bin/tessera with DCGM profiling support (cgo; libdcgm loaded at run time)
+	$(GO) build -tags dcgm -o $(BIN)/tessera ./cmd/tessera
+
 test: test-unit test-e2e ## run every test: unit, property, sim-backed, fuzz seeds and end-to-end
 
 test-unit: ## run the product module's tests
 	$(GO) test -count=1 ./...
+	@# metrics/dcgm's go-dcgm build (cgo; runs without libdcgm.so.4 installed).
+	$(GO) test -count=1 -tags dcgm ./metrics/dcgm/
 
 test-e2e: ## run the end-to-end tests against a real kube-apiserver and etcd (built once per machine, ~7 min) and the kubelet's device manager (root)
 	bin=$$($(E2E_COMPONENTS)) && cd e2e && TESSERA_E2E_BIN="$$bin" TESSERA_REPO="$(CURDIR)" $(GO) test -count=1 ./...
@@ -68,6 +73,9 @@ lint: $(STATICCHECK) ## gofmt, go vet and staticcheck
 	  if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
+	@# The dcgm build tag swaps in metrics/dcgm's go-dcgm (cgo) implementation.
+	$(GO) vet -tags dcgm ./metrics/dcgm/
+	$(STATICCHECK) -tags dcgm ./metrics/dcgm/
 	cd e2e && $(GO) vet ./... && $(STATICCHECK) ./...
 	cd e2e/kubelet && $(GO) vet ./... && $(STATICCHECK) ./...
 
