@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,6 +33,19 @@ type Config struct {
 	// Config is the selected config name; empty means nothing is desired
 	// and the agent only observes.
 	Config string `yaml:"config"`
+	// Triton lists Triton servers whose metrics the agent scrapes and
+	// re-exports (see package metrics/triton); on Kubernetes the pods that
+	// own slices are found without being listed.
+	Triton []TritonTarget `yaml:"triton"`
+}
+
+// TritonTarget is a Triton server named in the agent configuration.
+type TritonTarget struct {
+	// URL is its metrics page, e.g. http://127.0.0.1:8002/metrics.
+	URL string `yaml:"url"`
+	// Slice is the MIG device UUID the server runs on, if any; its
+	// profile and GPU then label the server's metrics.
+	Slice string `yaml:"slice"`
 }
 
 // ParseConfig parses an agent configuration file; name is used in errors.
@@ -45,13 +59,19 @@ func ParseConfig(name string, data []byte) (Config, error) {
 		if errors.As(err, &te) {
 			msgs := make([]string, len(te.Errors))
 			for i, m := range te.Errors {
-				m = strings.Replace(m, " in type agent.Config", " (the keys are layouts and config)", 1)
-				m = strings.Replace(m, " into agent.Config", "; want a mapping with the keys layouts and config", 1)
+				m = strings.Replace(m, " in type agent.Config", " (the keys are layouts, config and triton)", 1)
+				m = strings.Replace(m, " into agent.Config", "; want a mapping with the keys layouts, config and triton", 1)
 				msgs[i] = name + ":" + strings.TrimPrefix(m, "line ")
 			}
 			return Config{}, errors.New(strings.Join(msgs, "\n"))
 		}
 		return Config{}, fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	for i, t := range c.Triton {
+		u, err := url.Parse(t.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return Config{}, fmt.Errorf("%s: triton[%d].url %q: want an http:// or https:// URL of a metrics page", name, i, t.URL)
+		}
 	}
 	if c.Config != "" && c.Layouts == "" {
 		return Config{}, fmt.Errorf("%s: config %q is selected but no layouts file is named (add \"layouts: PATH\")", name, c.Config)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -19,9 +20,13 @@ func TestParseConfig(t *testing.T) {
 		{"observe only", "layouts: layouts.yaml\n", Config{Layouts: "layouts.yaml"}, ""},
 		{"empty file", "", Config{}, ""},
 		{"comments only", "# nothing yet\n", Config{}, ""},
-		{"unknown key", "layouts: l.yaml\nconifg: x\n", Config{}, "agent.yaml:2: field conifg not found (the keys are layouts and config)"},
+		{"unknown key", "layouts: l.yaml\nconifg: x\n", Config{}, "agent.yaml:2: field conifg not found (the keys are layouts, config and triton)"},
 		{"config without layouts", "config: all-1g.10gb\n", Config{}, `agent.yaml: config "all-1g.10gb" is selected but no layouts file`},
 		{"not a mapping", "- a\n", Config{}, "agent.yaml:1: cannot unmarshal !!seq; want a mapping"},
+		{"triton targets", "triton:\n  - url: http://127.0.0.1:8002/metrics\n    slice: MIG-1\n  - url: https://[::1]:9000/m\n",
+			Config{Triton: []TritonTarget{{URL: "http://127.0.0.1:8002/metrics", Slice: "MIG-1"}, {URL: "https://[::1]:9000/m"}}}, ""},
+		{"triton target without scheme", "triton:\n  - url: 127.0.0.1:8002\n", Config{}, `agent.yaml: triton[0].url "127.0.0.1:8002": want an http:// or https:// URL`},
+		{"triton target misspelt key", "triton:\n  - ulr: http://x/metrics\n", Config{}, "agent.yaml:2: field ulr not found"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -32,7 +37,7 @@ func TestParseConfig(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || got != tt.want {
+			if err != nil || !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("got %+v, %v; want %+v", got, err, tt.want)
 			}
 		})

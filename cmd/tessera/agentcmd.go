@@ -56,6 +56,8 @@ type agentOptions struct {
 	ignoredXids        []uint
 	podResources       string
 	recoverAfter       time.Duration
+
+	metrics metricsOptions
 }
 
 func newAgentCommand() *cobra.Command {
@@ -88,10 +90,21 @@ A change that must destroy a MIG instance with processes on it follows
 applied is refused before the first NVML call.
 
 The status is served on --status-address (loopback by default): GET /status
-(JSON) and /healthz; 'tessera agent status' prints it as a table.`,
+(JSON) and /healthz; 'tessera agent status' prints it as a table.
+
+Prometheus metrics are served on --metrics-address (GET /metrics): per GPU
+(utilisation, memory, power, temperature, SM clock, MIG mode, ECC and Xid
+counts) and per slice (memory, profile, placement, health, processes, and
+DCGM's engine activity when DCGM is installed), labelled with the pod that
+owns each slice (from the kubelet's pod-resources API). Triton servers
+(--triton-target, the triton list of --agent-config, and on Kubernetes the
+pods owning slices here) are scraped and re-exported per model with request,
+failure and inference rates, pending requests and the average queue, compute
+and end-to-end time per request over --triton-window.`,
 		Example: `  tessera agent --source file --agent-config /etc/tessera/agent.yaml
   tessera agent --source kubernetes --node-name "$NODE_NAME"
   tessera agent --backend sim:h100-80gb:2 --agent-config ./agent.yaml --status-address 127.0.0.1:9471
+  tessera agent --triton-target http://127.0.0.1:8002/metrics --metrics-address :9472
   tessera agent status`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -125,6 +138,7 @@ The status is served on --status-address (loopback by default): GET /status
 	f.UintSliceVar(&o.ignoredXids, "ignored-xids", toUints(deviceplugin.DefaultIgnoredXids()), "Xids that do not make a slice unhealthy (application errors)")
 	f.DurationVar(&o.recoverAfter, "health-recover-after", 5*time.Minute, "a slice hit by a critical Xid is probed through NVML this long after its last Xid, and healthy again if NVML answers")
 	f.StringVar(&o.podResources, "pod-resources-socket", podresources.DefaultSocket, `the kubelet's pod-resources socket: slices allocated to pods are never re-laid out; "" turns it off`)
+	o.metrics.addFlags(f)
 	cmd.AddCommand(newAgentStatusCommand())
 	return cmd
 }
@@ -162,6 +176,7 @@ func runAgent(ctx context.Context, o *agentOptions, cat *migconfig.Catalog, stde
 	var (
 		src    agent.Source
 		reload func()
+		client kubernetes.Interface
 	)
 	switch o.source {
 	case "file":
@@ -172,8 +187,7 @@ func runAgent(ctx context.Context, o *agentOptions, cat *migconfig.Catalog, stde
 		if err != nil {
 			return err
 		}
-		client, err := kubernetes.NewForConfig(cfg)
-		if err != nil {
+		if client, err = kubernetes.NewForConfig(cfg); err != nil {
 			return fmt.Errorf("kubernetes client: %w", err)
 		}
 		ks, err := agent.NewKubeSource(client, o.nodeName, agent.KubeSourceOptions{LayoutsPath: o.layoutsFile, Poll: o.poll, Logger: log})
@@ -189,6 +203,12 @@ func runAgent(ctx context.Context, o *agentOptions, cat *migconfig.Catalog, stde
 	var dpOpts deviceplugin.Options
 	if o.devicePlugin {
 		if dpOpts, err = o.devicePluginOptions(log); err != nil {
+			return err
+		}
+	}
+	withMetrics := o.metrics.address != ""
+	if withMetrics {
+		if err := o.metrics.check(); err != nil {
 			return err
 		}
 	}
@@ -221,9 +241,16 @@ func runAgent(ctx context.Context, o *agentOptions, cat *migconfig.Catalog, stde
 		Hooks:       agent.Hooks{PreApply: o.preApplyHook, PostApply: o.postApplyHook, Timeout: o.hookTimeout},
 		Logger:      log,
 	})
+	var mr *metricsRuntime
+	if withMetrics {
+		if mr, err = newMetricsRuntime(ctx, &o.metrics, b.node, log); err != nil {
+			return err
+		}
+		defer mr.close(log) // after wg.Wait: nothing collects any more
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // runs before wg.Wait: the goroutines see ctx done
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	running := 0
 	start := func(f func() error) {
 		running++
@@ -243,22 +270,48 @@ func runAgent(ctx context.Context, o *agentOptions, cat *migconfig.Catalog, stde
 		})
 	}
 	background(func() { notifySystemd(ctx, a, b, log) })
-	sinks := []func([]string){a.SetAllocated}
+	allocated := []func(map[string]podresources.Owner){func(owners map[string]podresources.Owner) { a.SetAllocated(podresources.IDs(owners)) }}
+	var health chan deviceplugin.HealthEvent
+	var observeXid func(gpu.XidEvent)
 	if o.devicePlugin {
 		dpOpts.Probe = b.node.ProbeDevice
 		dpOpts.OnHealth = a.SetUnhealthy
+		if mr != nil {
+			dpOpts.OnHealth = func(unhealthy map[string]string) {
+				a.SetUnhealthy(unhealthy)
+				mr.collector.SetUnhealthy(unhealthy)
+			}
+		}
 		dp := deviceplugin.New(dpOpts)
-		health := make(chan deviceplugin.HealthEvent, 64)
-		background(func() { watchHealth(ctx, b, health, log) })
+		health = make(chan deviceplugin.HealthEvent, 64)
 		invs, unsubscribe := a.Subscribe()
 		start(func() error {
 			defer unsubscribe()
 			return dp.Run(ctx, invs, health)
 		})
-		sinks = append(sinks, dp.SetAllocated)
+		allocated = append(allocated, func(owners map[string]podresources.Owner) { dp.SetAllocated(podresources.IDs(owners)) })
+	}
+	if mr != nil {
+		observeXid = mr.collector.ObserveXid
+		allocated = append(allocated, mr.collector.SetOwners, mr.targets.setOwners)
+		start(func() error { return mr.serve(ctx, o.nodeName, o.metrics.address, log) })
+		background(func() { mr.scraper.Run(ctx, o.metrics.tritonInterval) })
+		background(func() {
+			var pods podLister
+			if client != nil && o.metrics.tritonDiscovery {
+				var err error
+				if pods, err = nodePods(ctx, client, o.nodeName); err != nil {
+					log.Warn("Triton pods are not discovered; only listed targets are scraped", "error", err)
+				}
+			}
+			mr.refreshTargets(ctx, o, a, pods, log)
+		})
+	}
+	if health != nil || observeXid != nil {
+		background(func() { watchHealth(ctx, b, health, observeXid, log) })
 	}
 	if o.podResources != "" {
-		background(func() { watchAllocations(ctx, o.podResources, sinks, log) })
+		background(func() { watchAllocations(ctx, o.podResources, allocated, log) })
 	}
 
 	log.Info("agent started", "node", o.nodeName, "source", o.source, "backend", o.backend, "policy", string(policy))
@@ -306,9 +359,10 @@ func (o *agentOptions) devicePluginOptions(log *slog.Logger) (deviceplugin.Optio
 	}, nil
 }
 
-// watchHealth turns NVML's Xid events into health events, watching again
-// after a failure.
-func watchHealth(ctx context.Context, b *backend, out chan<- deviceplugin.HealthEvent, log *slog.Logger) {
+// watchHealth watches NVML's Xid events, watching again after a failure,
+// and hands each to health (the device plugin's health events) and observe
+// (the metrics' Xid counter), either of which may be nil.
+func watchHealth(ctx context.Context, b *backend, health chan<- deviceplugin.HealthEvent, observe func(gpu.XidEvent), log *slog.Logger) {
 	xids := make(chan gpu.XidEvent, 64)
 	go func() {
 		for {
@@ -317,8 +371,14 @@ func watchHealth(ctx context.Context, b *backend, out chan<- deviceplugin.Health
 				return
 			case x := <-xids:
 				log.Warn("Xid", "gpu", x.GPUIndex, "uuid", x.GPUUUID, "xid", x.Xid, "gi", x.GPUInstanceID, "ci", x.ComputeInstanceID)
+				if observe != nil {
+					observe(x)
+				}
+				if health == nil {
+					continue
+				}
 				select {
-				case out <- deviceplugin.HealthEvent{GPUIndex: x.GPUIndex, GPUInstanceID: x.GPUInstanceID, ComputeInstanceID: x.ComputeInstanceID, Xid: x.Xid}:
+				case health <- deviceplugin.HealthEvent{GPUIndex: x.GPUIndex, GPUInstanceID: x.GPUInstanceID, ComputeInstanceID: x.ComputeInstanceID, Xid: x.Xid}:
 				case <-ctx.Done():
 					return
 				}
@@ -344,18 +404,17 @@ func watchHealth(ctx context.Context, b *backend, out chan<- deviceplugin.Health
 }
 
 // watchAllocations reads the kubelet's pod-resources API every 2 seconds
-// and tells the sinks (the agent, the device plugin) which slices pods
-// hold.
-func watchAllocations(ctx context.Context, socket string, sinks []func([]string), log *slog.Logger) {
+// and tells the sinks (the agent, the device plugin, the metrics) which
+// devices pods hold and whose they are.
+func watchAllocations(ctx context.Context, socket string, sinks []func(map[string]podresources.Owner), log *slog.Logger) {
 	lastErr := ""
 	podresources.Poll(ctx, socket, deviceplugin.ResourcePrefix, 2*time.Second, func(owners map[string]podresources.Owner) {
 		if lastErr != "" {
 			log.Info("pod-resources API reachable", "socket", socket)
 			lastErr = ""
 		}
-		ids := podresources.IDs(owners)
 		for _, sink := range sinks {
-			sink(ids)
+			sink(owners)
 		}
 	}, func(err error) {
 		if err.Error() != lastErr {
