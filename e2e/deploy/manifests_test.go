@@ -114,23 +114,28 @@ func keys[V any](m map[string]V) []string {
 
 // TestRBACGrantsOnlyNodes checks that the ClusterRole grants exactly get,
 // list, watch and patch on core nodes — what KubeSource's informer and its
-// state patch use — and that the binding gives it to the DaemonSet's
-// ServiceAccount and nothing else.
+// state patch use — plus list and watch on pods (the Triton discovery's
+// informer on the node's pods), and that the binding gives it to the
+// DaemonSet's ServiceAccount and nothing else.
 func TestRBACGrantsOnlyNodes(t *testing.T) {
 	objs := parseAgent(t, renderAgent(t))
 	role := objs.role
 	if role.AggregationRule != nil {
 		t.Errorf("ClusterRole %s aggregates other roles: %+v", role.Name, role.AggregationRule)
 	}
-	if len(role.Rules) != 1 {
-		t.Fatalf("ClusterRole %s has %d rules, want 1: %+v", role.Name, len(role.Rules), role.Rules)
+	if len(role.Rules) != 2 {
+		t.Fatalf("ClusterRole %s has %d rules, want 2: %+v", role.Name, len(role.Rules), role.Rules)
 	}
-	r := role.Rules[0]
-	verbs := slices.Sorted(slices.Values(r.Verbs))
-	if !slices.Equal(r.APIGroups, []string{""}) || !slices.Equal(r.Resources, []string{"nodes"}) ||
-		!slices.Equal(verbs, []string{"get", "list", "patch", "watch"}) ||
-		len(r.ResourceNames) != 0 || len(r.NonResourceURLs) != 0 {
-		t.Errorf("ClusterRole %s rule = %+v, want exactly get, list, watch, patch on core nodes", role.Name, r)
+	for i, want := range []struct {
+		resource string
+		verbs    []string
+	}{{"nodes", []string{"get", "list", "patch", "watch"}}, {"pods", []string{"list", "watch"}}} {
+		r := role.Rules[i]
+		verbs := slices.Sorted(slices.Values(r.Verbs))
+		if !slices.Equal(r.APIGroups, []string{""}) || !slices.Equal(r.Resources, []string{want.resource}) ||
+			!slices.Equal(verbs, want.verbs) || len(r.ResourceNames) != 0 || len(r.NonResourceURLs) != 0 {
+			t.Errorf("ClusterRole %s rule %d = %+v, want exactly %v on core %s", role.Name, i, r, want.verbs, want.resource)
+		}
 	}
 
 	b := objs.binding
@@ -198,6 +203,7 @@ func TestDaemonSet(t *testing.T) {
 		"TESSERA_SOURCE":             "kubernetes",
 		"TESSERA_LAYOUTS_FILE":       agent.DefaultLayoutsPath,
 		"TESSERA_STATUS_ADDRESS":     ":9471",
+		"TESSERA_METRICS_ADDRESS":    ":9472",
 		"TESSERA_LOG_FORMAT":         "json",
 		"NVIDIA_VISIBLE_DEVICES":     "all",
 		"NVIDIA_MIG_CONFIG_DEVICES":  "all",

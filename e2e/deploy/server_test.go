@@ -137,6 +137,18 @@ func TestServiceAccountIsEnoughAndNoMore(t *testing.T) {
 		t.Errorf("no watch event within 10 s of patching the node")
 	}
 
+	// Allowed: listing and watching the pods of its node, as the Triton
+	// discovery's informer does.
+	onNode := metav1.ListOptions{FieldSelector: "spec.nodeName=" + nodeName}
+	if _, err := sa.CoreV1().Pods("").List(ctx, onNode); err != nil {
+		t.Errorf("list pods of the node: %v", err)
+	}
+	if pw, err := sa.CoreV1().Pods("").Watch(ctx, onNode); err != nil {
+		t.Errorf("watch pods of the node: %v", err)
+	} else {
+		pw.Stop()
+	}
+
 	// Forbidden: everything else, tried as the agent would if it went wrong.
 	forbidden := map[string]error{}
 	_, forbidden["patch a Secret"] = sa.CoreV1().Secrets(namespace).Patch(ctx, secret.Name, types.MergePatchType, []byte(`{"stringData":{"k":"x"}}`), metav1.PatchOptions{})
@@ -146,7 +158,8 @@ func TestServiceAccountIsEnoughAndNoMore(t *testing.T) {
 		Spec:       corev1.PodSpec{NodeName: nodeName, Containers: []corev1.Container{{Name: "c", Image: "busybox"}}},
 	}
 	_, forbidden["create a Pod"] = sa.CoreV1().Pods(namespace).Create(ctx, pod, metav1.CreateOptions{})
-	_, forbidden["list Pods"] = sa.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	_, forbidden["get a Pod"] = sa.CoreV1().Pods(namespace).Get(ctx, "escape", metav1.GetOptions{})
+	forbidden["delete Pods"] = sa.CoreV1().Pods(namespace).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
 	_, forbidden["create a Node"] = sa.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "rogue"}}, metav1.CreateOptions{})
 	forbidden["delete a Node"] = sa.CoreV1().Nodes().Delete(ctx, nodeName, metav1.DeleteOptions{})
 	if n, err := admin.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{}); err == nil {
