@@ -140,7 +140,10 @@ func (d *demo) demoAgent(ctx context.Context) error {
 		return err
 	}
 	fmt.Fprintln(d.w)
-	return writeGPUTable(d, inv)
+	if err := writeGPUTable(d, inv); err != nil {
+		return err
+	}
+	return d.demoMetrics(ctx, s, node, inv)
 }
 
 // writeResources prints the resources the device plugin advertises for
