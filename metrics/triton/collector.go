@@ -64,11 +64,12 @@ func (s *Scraper) Describe(ch chan<- *prometheus.Desc) {
 }
 
 // Collect scrapes first when the last round is older than
-// Options.MinInterval (joining a round already in progress instead of
-// starting another), then sends the metrics of every target.
+// Options.MinInterval, or always when it is negative (joining a round
+// already in progress instead of starting another), then sends the
+// metrics of every target.
 func (s *Scraper) Collect(ch chan<- prometheus.Metric) {
 	s.roundMu.Lock()
-	stale := s.inflight != nil || s.lastRound.IsZero() || s.now().Sub(s.lastRound) >= s.minInterval
+	stale := s.inflight != nil || s.minInterval < 0 || s.lastRound.IsZero() || s.now().Sub(s.lastRound) >= s.minInterval
 	s.roundMu.Unlock()
 	if stale {
 		s.Scrape(context.Background())

@@ -38,8 +38,9 @@ type Options struct {
 	// DefaultWindow).
 	Window time.Duration
 	// MinInterval is how old the last round must be before Collect
-	// scrapes again (default DefaultMinInterval); it is also Run's
-	// interval when Run is given none.
+	// scrapes again (0: DefaultMinInterval; negative: every Collect
+	// scrapes). When positive it is also Run's interval when Run is given
+	// none.
 	MinInterval time.Duration
 	// Client sends the requests (default: a client of its own with
 	// bounded idle connections and no proxy).
@@ -106,7 +107,7 @@ func New(opts Options) *Scraper {
 	if s.window <= 0 {
 		s.window = DefaultWindow
 	}
-	if s.minInterval <= 0 {
+	if s.minInterval == 0 {
 		s.minInterval = DefaultMinInterval
 	}
 	if s.client == nil {
@@ -164,12 +165,16 @@ func (s *Scraper) SetTargets(ts []Target) {
 	s.targets = next
 }
 
-// Run scrapes all targets every interval (Options.MinInterval if interval
-// is not positive) until ctx is done, so the windows stay fresh whether or
-// not Prometheus collects.
+// Run scrapes all targets every interval until ctx is done, so the windows
+// stay fresh whether or not Prometheus collects. An interval that is not
+// positive means Options.MinInterval, or DefaultMinInterval if that is
+// not positive either.
 func (s *Scraper) Run(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
 		interval = s.minInterval
+	}
+	if interval <= 0 {
+		interval = DefaultMinInterval
 	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()

@@ -585,6 +585,18 @@ func TestConcurrentCollectsShareOneRound(t *testing.T) {
 	}
 }
 
+func TestNegativeMinIntervalScrapesEveryCollect(t *testing.T) {
+	srv := newFakeTriton(t, tritonPage(traffic("m", 1)))
+	s := New(Options{Now: newFakeClock().Now, MinInterval: -1})
+	s.SetTargets([]Target{{URL: srv.URL()}})
+	for i := 1; i <= 3; i++ {
+		gatherValue(t, s, "tessera_triton_up")
+		if n := srv.hits.Load(); n != int64(i) {
+			t.Fatalf("after %d collects: %d requests", i, n)
+		}
+	}
+}
+
 func TestRun(t *testing.T) {
 	srv := newFakeTriton(t, tritonPage(traffic("m", 1)))
 	s := New(Options{})
