@@ -27,13 +27,13 @@ import (
 
 // node is a simulated node opened through package gpu.
 type node struct {
-	t   *testing.T
+	t   testing.TB
 	cat *migconfig.Catalog
 	sim *sim.Node
 	gpu *gpu.Node
 }
 
-func openNode(t *testing.T, spec string, opts ...sim.Option) *node {
+func openNode(t testing.TB, spec string, opts ...sim.Option) *node {
 	t.Helper()
 	cat := migconfig.Builtin()
 	s, err := sim.NewFromSpec(cat, spec, opts...)

@@ -119,7 +119,12 @@ func newMetricsRuntime(ctx context.Context, o *metricsOptions, r metrics.Reader,
 	mlog := log.With("component", "metrics")
 	return &metricsRuntime{
 		collector: metrics.NewCollector(r, metrics.Options{CacheTTL: o.cache, Profiler: prof, Logger: mlog}),
-		scraper:   triton.New(triton.Options{Timeout: o.tritonTimeout, Window: o.tritonWindow, Logger: mlog.With("part", "triton")}),
+		// A Prometheus scrape re-scrapes Triton unless a round ran in the
+		// last 250 ms: fresh enough that rate() over the re-exported
+		// counters is not skewed by a stale round, while two servers
+		// scraping together still share one round.
+		scraper: triton.New(triton.Options{Timeout: o.tritonTimeout, Window: o.tritonWindow, MinInterval: 250 * time.Millisecond,
+			Logger: mlog.With("part", "triton")}),
 		profiler:  prof,
 		targets:   &targetSet{},
 	}, nil
@@ -202,12 +207,22 @@ func cacheSynced(ctx context.Context, synced func() bool) bool {
 // source) and, with pods, the pods that own slices on this node. Problems
 // are logged when they change.
 func (m *metricsRuntime) refreshTargets(ctx context.Context, o *agentOptions, a *agent.Agent, pods podLister, log *slog.Logger) {
-	last := ""
+	last, lastURLs := "", ""
 	tick := time.NewTicker(o.metrics.tritonInterval)
 	defer tick.Stop()
 	for {
 		targets, problems := m.buildTargets(o, a, pods)
 		m.scraper.SetTargets(targets)
+		urls := make([]string, len(targets))
+		for i, t := range targets {
+			urls[i] = t.URL
+		}
+		slices.Sort(urls)
+		if u := fmt.Sprint(urls); u != lastURLs {
+			// New servers are scraped now, not at the next round.
+			lastURLs = u
+			m.scraper.Scrape(ctx)
+		}
 		if msg := fmt.Sprint(problems); msg != last {
 			for _, p := range problems {
 				log.Warn("triton target", "problem", p)

@@ -228,20 +228,7 @@ func TestAgentRunsWithDaemonSetSettings(t *testing.T) {
 // buildTessera builds cmd/tessera into dir and returns its path.
 func buildTessera(t *testing.T, dir string) string {
 	t.Helper()
-	bin := filepath.Join(dir, "tessera")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/tessera")
-	cmd.Dir = e2etest.RepoRoot(t)
-	cmd.Env = os.Environ()
-	if os.Getenv("CGO_CFLAGS") == "" {
-		// As the Makefile: NVML's header declares deprecated functions.
-		cmd.Env = append(cmd.Env, "CGO_CFLAGS=-O2 -Wno-deprecated-declarations")
-	}
-	start := time.Now()
-	run(t, cmd)
-	t.Logf("built tessera in %v", time.Since(start).Round(time.Millisecond))
-	return bin
+	return e2etest.BuildTessera(t, dir)
 }
 
 // checkFlagsExist fails t unless every TESSERA_* variable of env and every

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -59,16 +60,21 @@ func isProductRoot(dir string) bool {
 }
 
 // AgentLog collects a `tessera agent` process's JSON log (its stderr) and
-// reports the status server's address from the log line that names it.
+// reports the status and metrics servers' addresses from the log lines
+// that name them.
 type AgentLog struct {
 	mu  sync.Mutex
 	buf strings.Builder
 	// Addr receives the status server's address once.
 	Addr chan string
+	// MetricsAddr receives the metrics server's address once.
+	MetricsAddr chan string
 }
 
 // NewAgentLog returns an empty AgentLog.
-func NewAgentLog() *AgentLog { return &AgentLog{Addr: make(chan string, 1)} }
+func NewAgentLog() *AgentLog {
+	return &AgentLog{Addr: make(chan string, 1), MetricsAddr: make(chan string, 1)}
+}
 
 // Read consumes r (the agent's stderr) until it ends.
 func (l *AgentLog) Read(r io.Reader) {
@@ -80,12 +86,20 @@ func (l *AgentLog) Read(r io.Reader) {
 		l.buf.WriteString(line + "\n")
 		l.mu.Unlock()
 		var m map[string]any
-		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "status server" {
-			if a, ok := m["address"].(string); ok {
-				select {
-				case l.Addr <- a:
-				default:
-				}
+		if json.Unmarshal([]byte(line), &m) != nil {
+			continue
+		}
+		var ch chan string
+		switch m["msg"] {
+		case "status server":
+			ch = l.Addr
+		case "metrics server":
+			ch = l.MetricsAddr
+		}
+		if a, ok := m["address"].(string); ok && ch != nil {
+			select {
+			case ch <- a:
+			default:
 			}
 		}
 	}
@@ -108,4 +122,25 @@ func Status(t testing.TB, addr string) agent.Inventory {
 		t.Fatal(err)
 	}
 	return inv
+}
+
+// BuildTessera builds cmd/tessera into dir and returns the binary's path.
+func BuildTessera(t testing.TB, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "tessera")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/tessera")
+	cmd.Dir = RepoRoot(t)
+	cmd.Env = os.Environ()
+	if os.Getenv("CGO_CFLAGS") == "" {
+		// As the Makefile: NVML's header declares deprecated functions.
+		cmd.Env = append(cmd.Env, "CGO_CFLAGS=-O2 -Wno-deprecated-declarations")
+	}
+	start := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/tessera: %v\n%s", err, out)
+	}
+	t.Logf("built tessera in %v", time.Since(start).Round(time.Millisecond))
+	return bin
 }
