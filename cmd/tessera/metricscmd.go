@@ -125,8 +125,8 @@ func newMetricsRuntime(ctx context.Context, o *metricsOptions, r metrics.Reader,
 		// scraping together still share one round.
 		scraper: triton.New(triton.Options{Timeout: o.tritonTimeout, Window: o.tritonWindow, MinInterval: 250 * time.Millisecond,
 			Logger: mlog.With("part", "triton")}),
-		profiler:  prof,
-		targets:   &targetSet{},
+		profiler: prof,
+		targets:  &targetSet{},
 	}, nil
 }
 
