@@ -8,6 +8,7 @@ module github.com/tessera-gpu/tessera/e2e/kubelet
 go 1.26.7
 
 require (
+	github.com/prometheus/client_model v0.6.2
 	github.com/tessera-gpu/tessera v0.0.0-00010101000000-000000000000
 	google.golang.org/grpc v1.72.2
 	k8s.io/api v0.35.4
@@ -60,7 +61,6 @@ require (
 	github.com/opencontainers/selinux v1.13.0 // indirect
 	github.com/pmezard/go-difflib v1.0.0 // indirect
 	github.com/prometheus/client_golang v1.23.2 // indirect
-	github.com/prometheus/client_model v0.6.2 // indirect
 	github.com/prometheus/common v0.66.1 // indirect
 	github.com/prometheus/procfs v0.16.1 // indirect
 	github.com/robfig/cron/v3 v3.0.1 // indirect
