@@ -103,8 +103,7 @@ var errEmptyPage = errors.New("page has no metrics")
 // absent for that model on this page instead of poisoning the sum; pending
 // series that are not finite and non-negative are ignored the same way. Any syntax error fails the whole page.
 func parsePage(r io.Reader) (page, error) {
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(r)
+	families, err := textToFamilies(r)
 	if err != nil {
 		return nil, err
 	}
@@ -171,6 +170,20 @@ func parsePage(r io.Reader) (page, error) {
 		}
 	}
 	return out, nil
+}
+
+// textToFamilies runs expfmt's text parser, turning a panic into an
+// error: prometheus/common v0.66.1 dereferences nil on a line that starts
+// with "{}" (fixed upstream by prometheus/common#922), and a page from a
+// pod must never crash the agent.
+func textToFamilies(r io.Reader) (families map[string]*dto.MetricFamily, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			families, err = nil, fmt.Errorf("text format parser failed: %v", p)
+		}
+	}()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	return parser.TextToMetricFamilies(r)
 }
 
 // sampleValue is the value of a counter, gauge or untyped sample; Triton's

@@ -145,6 +145,10 @@ func TestParseRejects(t *testing.T) {
 		{"truncated mid-line", capB[:cut], "parsing error"},
 		{"no final newline", strings.TrimSuffix(capB, "\n"), "unexpected end of input"},
 		{"value not a number", "nv_inference_request_success{model=\"m\",version=\"1\"} twelve\n", "expected float"},
+		// prometheus/common v0.66.1's parser panics on these (found by
+		// FuzzParse; testdata/fuzz/FuzzParse keeps the input).
+		{"empty braces", "{}0\n", "parser failed"},
+		{"empty braces after a comment", "#0000000\n{}0", "parser failed"},
 		{"unterminated label", "nv_inference_request_success{model=\"m\n", "parsing error"},
 		// Kura's test constant repeats the GPU HELP/TYPE blocks for a second
 		// GPU; a real page never does, and the parser refuses it.
