@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/tessera-gpu/tessera/internal/httpserve"
 )
 
 // DefaultStatusAddress is where the agent serves /status and /healthz: on
@@ -46,28 +47,7 @@ func StatusHandler(a *Agent, maxAge time.Duration) http.Handler {
 // ServeStatus serves StatusHandler on addr until ctx is done. ready, if not
 // nil, receives the address actually bound (addr may have port 0).
 func ServeStatus(ctx context.Context, a *Agent, addr string, maxAge time.Duration, ready func(net.Addr)) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("status server: %w", err)
-	}
-	srv := &http.Server{Handler: StatusHandler(a, maxAge), ReadHeaderTimeout: 5 * time.Second}
-	if ready != nil {
-		ready(ln.Addr())
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		<-ctx.Done()
-		shutdown, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(shutdown)
-	}()
-	err = srv.Serve(ln)
-	<-done
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return fmt.Errorf("status server: %w", err)
+	return httpserve.Serve(ctx, "status server", addr, StatusHandler(a, maxAge), ready)
 }
 
 // FetchStatus reads the Inventory from an agent's status server at addr

@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tessera-gpu/tessera/internal/httpserve"
 )
 
 // DefaultAddress is where the agent serves /metrics: every interface, so
@@ -56,26 +57,5 @@ func Handler(reg *prometheus.Registry) http.Handler {
 // Serve serves Handler(reg) on addr until ctx is done; ready, if not nil,
 // is called with the listening address.
 func Serve(ctx context.Context, reg *prometheus.Registry, addr string, ready func(net.Addr)) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("metrics server: %w", err)
-	}
-	srv := &http.Server{Handler: Handler(reg), ReadHeaderTimeout: 5 * time.Second}
-	if ready != nil {
-		ready(ln.Addr())
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		<-ctx.Done()
-		shutdown, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(shutdown)
-	}()
-	err = srv.Serve(ln)
-	<-done
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return fmt.Errorf("metrics server: %w", err)
+	return httpserve.Serve(ctx, "metrics server", addr, Handler(reg), ready)
 }
