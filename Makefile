@@ -65,8 +65,9 @@ bench: ## run the benchmarks, print the apply report and write the scheduler rep
 	$(GO) run ./cmd/tessera bench -o markdown > bench/RESULTS.md.tmp || { rm -f bench/RESULTS.md.tmp; exit 1; }
 	mv bench/RESULTS.md.tmp bench/RESULTS.md
 
-fuzz: ## fuzz the layout-file parser for $(FUZZTIME)
+fuzz: ## fuzz the layout-file parser and the Triton metrics-page parser for $(FUZZTIME) each
 	$(GO) test -run '^$$' -fuzz '^FuzzParseFile$$' -fuzztime $(FUZZTIME) ./migconfig/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./metrics/triton/
 
 lint: $(STATICCHECK) ## gofmt, go vet and staticcheck
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
