@@ -41,6 +41,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/tessera-gpu/tessera/e2e/internal/testproc"
 )
 
 // AdminUser is the user name the Env's token authenticates as; its group is
@@ -49,7 +51,7 @@ const AdminUser = "tessera-e2e-admin"
 
 // KeepEnvVar names the environment variable that, when set, makes Start
 // keep the control plane's folder (logs, data, kubeconfig) of a failed test.
-const KeepEnvVar = "TESSERA_E2E_KEEP"
+const KeepEnvVar = testproc.KeepEnvVar
 
 // Options adjust Launch. The zero value is a working default.
 type Options struct {
@@ -89,8 +91,8 @@ type Env struct {
 	Dir string
 
 	removeDir bool
-	etcd      *process
-	apiserver *process
+	etcd      *testproc.Process
+	apiserver *testproc.Process
 }
 
 // Start launches a control plane for the test, failing it with the reason
@@ -106,31 +108,16 @@ func Start(t testing.TB) *Env {
 // StartWithOptions is Start with Options.
 func StartWithOptions(t testing.TB, opts Options) *Env {
 	t.Helper()
-	ctx := context.Background()
-	if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
-		if deadline, ok := d.Deadline(); ok {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithDeadline(ctx, deadline)
-			defer cancel()
-		}
-	}
+	ctx, cancel := testproc.TestContext(t)
+	defer cancel()
 	env, err := Launch(ctx, opts)
 	if err != nil {
 		t.Fatalf("kubeenv: %v", err)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("kubeenv: etcd log (%s), last lines:\n%s", env.etcd.logPath, env.etcd.logTail(20))
-			t.Logf("kubeenv: kube-apiserver log (%s), last lines:\n%s", env.apiserver.logPath, env.apiserver.logTail(40))
-			if os.Getenv(KeepEnvVar) != "" && env.removeDir {
-				env.removeDir = false
-				t.Logf("kubeenv: %s is set; keeping %s", KeepEnvVar, env.Dir)
-			}
-		}
-		if err := env.Stop(); err != nil {
-			t.Errorf("kubeenv: %v", err)
-		}
-	})
+	testproc.Cleanup(t, "kubeenv", func() {
+		t.Logf("kubeenv: etcd log (%s), last lines:\n%s", env.etcd.LogPath, env.etcd.LogTail(20))
+		t.Logf("kubeenv: kube-apiserver log (%s), last lines:\n%s", env.apiserver.LogPath, env.apiserver.LogTail(40))
+	}, env.Dir, &env.removeDir, env.Stop)
 	return env
 }
 
@@ -181,9 +168,9 @@ func Launch(ctx context.Context, opts Options) (_ *Env, err error) {
 // if Launch created it. It is safe to call more than once.
 func (e *Env) Stop() error {
 	var errs []error
-	for _, p := range []*process{e.apiserver, e.etcd} {
+	for _, p := range []*testproc.Process{e.apiserver, e.etcd} {
 		if p != nil {
-			errs = append(errs, p.stop())
+			errs = append(errs, p.Stop())
 		}
 	}
 	if e.removeDir && e.Dir != "" {
@@ -220,11 +207,11 @@ func (e *Env) KubectlCommand(ctx context.Context, args ...string) *exec.Cmd {
 func (e *Env) startEtcd(ctx context.Context, timeout time.Duration) error {
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		clientPort, err := freePort()
+		clientPort, err := testproc.FreePort()
 		if err != nil {
 			return err
 		}
-		peerPort, err := freePort()
+		peerPort, err := testproc.FreePort()
 		if err != nil {
 			return err
 		}
@@ -234,7 +221,7 @@ func (e *Env) startEtcd(ctx context.Context, timeout time.Duration) error {
 		if err := os.RemoveAll(dataDir); err != nil {
 			return fmt.Errorf("clearing etcd's data dir: %w", err)
 		}
-		p, err := startProcess("etcd", filepath.Join(e.BinDir, "etcd"), filepath.Join(e.Dir, "etcd.log"),
+		p, err := testproc.Start("etcd", filepath.Join(e.BinDir, "etcd"), filepath.Join(e.Dir, "etcd.log"),
 			"--name=tessera-e2e",
 			"--data-dir="+dataDir,
 			"--listen-client-urls="+clientURL,
@@ -260,7 +247,7 @@ func (e *Env) startEtcd(ctx context.Context, timeout time.Duration) error {
 			return nil
 		}
 		lastErr = err
-		if !p.exited() || !addrInUse(p.logTail(30)) {
+		if !p.Exited() || !testproc.AddrInUse(p.LogTail(30)) {
 			return err
 		}
 	}
@@ -314,7 +301,7 @@ func (e *Env) startAPIServer(ctx context.Context, opts Options, files authFiles)
 	certDir := filepath.Join(e.Dir, "certs")
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		port, err := freePort()
+		port, err := testproc.FreePort()
 		if err != nil {
 			return err
 		}
@@ -339,7 +326,7 @@ func (e *Env) startAPIServer(ctx context.Context, opts Options, files authFiles)
 			"--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
 		}
 		args = append(args, opts.APIServerFlags...)
-		p, err := startProcess("kube-apiserver", filepath.Join(e.BinDir, "kube-apiserver"),
+		p, err := testproc.Start("kube-apiserver", filepath.Join(e.BinDir, "kube-apiserver"),
 			filepath.Join(e.Dir, "kube-apiserver.log"), args...)
 		if err != nil {
 			return err
@@ -381,7 +368,7 @@ func (e *Env) startAPIServer(ctx context.Context, opts Options, files authFiles)
 			return nil
 		}
 		lastErr = err
-		if !p.exited() || !addrInUse(p.logTail(30)) {
+		if !p.Exited() || !testproc.AddrInUse(p.LogTail(30)) {
 			return err
 		}
 		if rmErr := os.RemoveAll(certDir); rmErr != nil {
@@ -407,7 +394,7 @@ func (e *Env) writeKubeconfig() error {
 
 // waitFor polls ready every 100 ms until it returns true, p exits, ctx ends
 // or timeout passes. Errors from ready are only reported if it never passes.
-func waitFor(ctx context.Context, p *process, timeout time.Duration, what string, ready func() (bool, error)) error {
+func waitFor(ctx context.Context, p *testproc.Process, timeout time.Duration, what string, ready func() (bool, error)) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -422,11 +409,11 @@ func waitFor(ctx context.Context, p *process, timeout time.Duration, what string
 			lastErr = err
 		}
 		select {
-		case <-p.done:
-			return p.exitError()
+		case <-p.Done():
+			return p.ExitError()
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for %s: %w (last probe error: %v); last lines of %s:\n%s",
-				what, ctx.Err(), lastErr, p.logPath, p.logTail(30))
+				what, ctx.Err(), lastErr, p.LogPath, p.LogTail(30))
 		case <-tick.C:
 		}
 	}

@@ -13,7 +13,6 @@
 package promenv
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,15 +28,15 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tessera-gpu/tessera/e2e/internal/testproc"
 )
 
 // KeepEnvVar, when set, keeps a failed test's Prometheus folder (config,
 // log, TSDB) for inspection, as kubeenv does.
-const KeepEnvVar = "TESSERA_E2E_KEEP"
+const KeepEnvVar = testproc.KeepEnvVar
 
 // DefaultBinary is where Debian's prometheus package installs the server;
 // it is tried when $PATH has no prometheus.
@@ -45,9 +44,6 @@ const DefaultBinary = "/usr/bin/prometheus"
 
 // installHint ends every "not found" error.
 const installHint = "install Debian's prometheus package (apt-get install prometheus); CI installs it in .ci/run"
-
-// stopGrace is how long Prometheus gets to exit after SIGTERM before SIGKILL.
-const stopGrace = 5 * time.Second
 
 // Options configures a Server. The zero value scrapes nothing every second.
 type Options struct {
@@ -85,7 +81,7 @@ type Server struct {
 
 	removeDir bool
 	client    *http.Client
-	proc      *process
+	proc      *testproc.Process
 }
 
 // Start launches Prometheus for the test, failing it with the reason if it
@@ -94,37 +90,22 @@ type Server struct {
 // logged first, and the folder is kept if $TESSERA_E2E_KEEP is set.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
-	ctx := context.Background()
-	if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
-		if deadline, ok := d.Deadline(); ok {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithDeadline(ctx, deadline)
-			defer cancel()
-		}
-	}
+	ctx, cancel := testproc.TestContext(t)
+	defer cancel()
 	s, err := Launch(ctx, opts)
 	if err != nil {
 		t.Fatalf("promenv: %v", err)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			tctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if targets, err := s.Targets(tctx); err != nil {
-				t.Logf("promenv: targets: %v", err)
-			} else {
-				t.Logf("promenv: targets:\n%s", FormatTargets(targets))
-			}
-			cancel()
-			t.Logf("promenv: prometheus log (%s), last lines:\n%s", s.LogPath, s.LogTail(40))
-			if os.Getenv(KeepEnvVar) != "" && s.removeDir {
-				s.removeDir = false
-				t.Logf("promenv: %s is set; keeping %s", KeepEnvVar, s.Dir)
-			}
+	testproc.Cleanup(t, "promenv", func() {
+		tctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if targets, err := s.Targets(tctx); err != nil {
+			t.Logf("promenv: targets: %v", err)
+		} else {
+			t.Logf("promenv: targets:\n%s", FormatTargets(targets))
 		}
-		if err := s.Stop(); err != nil {
-			t.Errorf("promenv: %v", err)
-		}
-	})
+		cancel()
+		t.Logf("promenv: prometheus log (%s), last lines:\n%s", s.LogPath, s.LogTail(40))
+	}, s.Dir, &s.removeDir, s.Stop)
 	return s
 }
 
@@ -179,13 +160,13 @@ func Launch(ctx context.Context, opts Options) (_ *Server, err error) {
 	// that was free a moment ago and try again if another process won it.
 	const attempts = 5
 	for attempt := 1; ; attempt++ {
-		port, err := freePort()
+		port, err := testproc.FreePort()
 		if err != nil {
 			return nil, err
 		}
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		s.URL = "http://" + addr
-		s.proc, err = startProcess(bin, s.LogPath,
+		s.proc, err = testproc.Start("prometheus", bin, s.LogPath,
 			"--config.file="+s.ConfigPath,
 			"--storage.tsdb.path="+filepath.Join(s.Dir, "data"),
 			"--web.listen-address="+addr,
@@ -198,7 +179,7 @@ func Launch(ctx context.Context, opts Options) (_ *Server, err error) {
 		if err == nil {
 			return s, nil
 		}
-		if s.proc.exited() && strings.Contains(s.LogTail(50), "address already in use") && attempt < attempts {
+		if s.proc.Exited() && testproc.AddrInUse(s.LogTail(50)) && attempt < attempts {
 			continue
 		}
 		return nil, err
@@ -277,8 +258,8 @@ func (s *Server) waitReady(ctx context.Context) error {
 		}
 		lastErr = err
 		select {
-		case <-s.proc.done:
-			return s.proc.exitError()
+		case <-s.proc.Done():
+			return s.proc.ExitError()
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for Prometheus at %s to be ready: %w (last probe: %v); last lines of %s:\n%s",
 				s.URL, ctx.Err(), lastErr, s.LogPath, s.LogTail(30))
@@ -292,7 +273,7 @@ func (s *Server) waitReady(ctx context.Context) error {
 func (s *Server) Stop() error {
 	var errs []error
 	if s.proc != nil {
-		errs = append(errs, s.proc.stop())
+		errs = append(errs, s.proc.Stop())
 	}
 	if s.removeDir && s.Dir != "" {
 		if err := os.RemoveAll(s.Dir); err != nil {
@@ -304,7 +285,7 @@ func (s *Server) Stop() error {
 }
 
 // LogTail returns up to the last n lines of Prometheus's log.
-func (s *Server) LogTail(n int) string { return tail(s.LogPath, n) }
+func (s *Server) LogTail(n int) string { return testproc.Tail(s.LogPath, n) }
 
 // Sample is one element of an instant vector: its labels (with __name__
 // when the expression keeps it) and value at time T.
@@ -506,8 +487,8 @@ func (s *Server) WaitFor(ctx context.Context, promql string, ok func([]Sample) b
 			lastErr = err
 		}
 		select {
-		case <-s.proc.done:
-			return last, fmt.Errorf("waiting for %s: %w", promql, s.proc.exitError())
+		case <-s.proc.Done():
+			return last, fmt.Errorf("waiting for %s: %w", promql, s.proc.ExitError())
 		case <-ctx.Done():
 			return last, s.waitError(promql, polls, last, lastErr, ctx.Err())
 		case <-tick.C:
@@ -606,109 +587,3 @@ func AllEqual(want float64) func([]Sample) bool {
 
 // Nonempty is a WaitFor condition: the result has at least one sample.
 func Nonempty(ss []Sample) bool { return len(ss) > 0 }
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("finding a free loopback port: %w", err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		return 0, fmt.Errorf("releasing loopback port %d: %w", port, err)
-	}
-	return port, nil
-}
-
-// process is the running server: its command, log file and a channel
-// closed when it has exited.
-type process struct {
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-	waitErr error // set before done is closed
-
-	stopOnce sync.Once
-	stopErr  error
-}
-
-// startProcess starts binary with args, stdout and stderr to logPath
-// (replacing an earlier attempt's). The child gets SIGKILL if the test
-// binary dies without cleaning up.
-func startProcess(binary, logPath string, args ...string) (*process, error) {
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("opening Prometheus's log: %w", err)
-	}
-	cmd := exec.Command(binary, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Dir = filepath.Dir(logPath)
-	// If the test binary is killed its t.Cleanup functions never run; have
-	// the kernel kill the child then.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("starting %s: %w", binary, err)
-	}
-	p := &process{cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends SIGTERM, then SIGKILL after stopGrace. It returns nil if the
-// process was stopped by it or had already exited.
-func (p *process) stop() error {
-	p.stopOnce.Do(func() {
-		if p.exited() {
-			return
-		}
-		pid := p.cmd.Process.Pid
-		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-			p.stopErr = fmt.Errorf("stopping prometheus (pid %d): %w", pid, err)
-		}
-		select {
-		case <-p.done:
-			return
-		case <-time.After(stopGrace):
-		}
-		if err := p.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-			p.stopErr = fmt.Errorf("killing prometheus (pid %d): %w", pid, err)
-			return
-		}
-		<-p.done
-	})
-	return p.stopErr
-}
-
-// exitError says how the process ended, with the tail of its log.
-func (p *process) exitError() error {
-	return fmt.Errorf("prometheus exited (%v); last lines of %s:\n%s", p.waitErr, p.logPath, tail(p.logPath, 30))
-}
-
-// tail returns up to the last n lines of the file at path, or why it could
-// not be read.
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(log unreadable: %v)", err)
-	}
-	b = bytes.TrimRight(b, "\n")
-	lines := bytes.Split(b, []byte("\n"))
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return string(bytes.Join(lines, []byte("\n")))
-}

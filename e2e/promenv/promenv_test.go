@@ -179,7 +179,7 @@ func TestStopCleansUp(t *testing.T) {
 	if err := s.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	if !s.proc.exited() {
+	if !s.proc.Exited() {
 		t.Error("prometheus still runs after Stop")
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
