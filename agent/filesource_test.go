@@ -56,9 +56,17 @@ func receive(t *testing.T, ch <-chan Desired) Desired {
 	}
 }
 
+// write replaces path's content atomically (a new file renamed over it),
+// so that the source, polling every 10 ms, never reads a file that
+// os.WriteFile has truncated and not yet written: each step of a test
+// must produce exactly one new desired state.
 func write(t *testing.T, path, data string) {
 	t.Helper()
-	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
 }
