@@ -111,7 +111,7 @@ func TestAgentRunsWithDaemonSetSettings(t *testing.T) {
 			v = nodeName
 		case e.ValueFrom != nil:
 			t.Fatalf("env %s: no stand-in for %+v", e.Name, e.ValueFrom)
-		case e.Name == "TESSERA_STATUS_ADDRESS":
+		case e.Name == "TESSERA_STATUS_ADDRESS", e.Name == "TESSERA_METRICS_ADDRESS":
 			v = "127.0.0.1:0"
 		case e.Name == "TESSERA_LAYOUTS_FILE":
 			local, ok := mounts[path.Dir(v)]

@@ -235,6 +235,7 @@ func TestInstalledAgentStartsAsTheUnitSays(t *testing.T) {
 	}()
 
 	vars := []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "NOTIFY_SOCKET=" + sock}
+	metricsSet := false
 	for _, e := range unit.service("Environment") {
 		for _, a := range splitEnvironment(t, e) {
 			name, value, _ := strings.Cut(a, "=")
@@ -244,8 +245,15 @@ func TestInstalledAgentStartsAsTheUnitSays(t *testing.T) {
 				}
 				a = name + "=127.0.0.1:0" // a free port, so tests never collide
 			}
+			if name == "TESSERA_METRICS_ADDRESS" {
+				metricsSet = true
+				a = name + "=127.0.0.1:0"
+			}
 			vars = append(vars, a)
 		}
+	}
+	if !metricsSet {
+		t.Errorf("the unit does not set TESSERA_METRICS_ADDRESS; the test would bind the default :9472")
 	}
 	vars = append(vars, "TESSERA_BACKEND=sim:a100-80gb:1")
 	cmd := exec.Command(words[0], words[1:]...)
