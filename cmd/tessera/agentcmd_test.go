@@ -30,6 +30,10 @@ func TestAgentUsageErrors(t *testing.T) {
 		{[]string{"agent", "status", "-o", "xml"}, exitUsage, `unknown output format "xml"`},
 		{[]string{"agent", "--mig-strategy", "all", "--backend", "sim:a30:1", "--status-address", ""}, exitUsage, "mixed, single or none"},
 		{[]string{"agent", "--device-list-strategy", "mounts", "--backend", "sim:a30:1", "--status-address", ""}, exitUsage, "envvar, cdi-annotations or cdi-cri"},
+		{[]string{"agent", "--dcgm", "maybe", "--backend", "sim:a30:1", "--status-address", ""}, exitUsage, "--dcgm \"maybe\": want auto, on or off"},
+		{[]string{"agent", "--triton-target", "10.0.0.1:8002", "--backend", "sim:a30:1", "--status-address", ""}, exitUsage, "want an http:// or https:// URL"},
+		{[]string{"agent", "--triton-window", "10ms", "--backend", "sim:a30:1", "--status-address", ""}, exitUsage, "--triton-window must be at least 1s"},
+		{[]string{"agent", "--dcgm", "on", "--backend", "sim:a30:1", "--status-address", "", "--metrics-address", "127.0.0.1:0"}, exitError, "--dcgm on: dcgm: DCGM support not built in"},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -56,7 +60,7 @@ func TestAgentCommandAppliesFileSource(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"agent", "--backend", "sim:a100-80gb:2", "--sim-state", state,
-			"--agent-config", cfg, "--status-address", "127.0.0.1:0", "--node-name", "gpu-7"}, &bytes.Buffer{}, &stderr)
+			"--agent-config", cfg, "--status-address", "127.0.0.1:0", "--metrics-address", "127.0.0.1:0", "--node-name", "gpu-7"}, &bytes.Buffer{}, &stderr)
 	}()
 	cat := migconfig.Builtin()
 	deadline := time.Now().Add(10 * time.Second)
@@ -134,7 +138,7 @@ func TestAgentCommandReloadsOnSIGHUP(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"agent", "--backend", "sim:a100-80gb:2", "--sim-state", state, "--poll", "1h",
-			"--agent-config", cfg, "--status-address", ""}, &bytes.Buffer{}, &stderr)
+			"--agent-config", cfg, "--status-address", "", "--metrics-address", ""}, &bytes.Buffer{}, &stderr)
 	}()
 	instancesPerGPU := func(want int) bool {
 		data, err := os.ReadFile(state)
